@@ -1,0 +1,68 @@
+"""Batched generation with left padding, the way a served model answers many prompts at once."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sft_course.tokenizer import IM_END
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids that end a generation: the document end and the end of a chat turn (when known)."""
+    ids = [tokenizer.eos_token_id]
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    if im_end is not None and im_end != tokenizer.unk_token_id and im_end not in ids:
+        ids.append(im_end)
+    return [i for i in ids if i is not None]
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, user_message: str) -> str:
+    """The user's message rendered with the chat template, ready for the assistant to answer."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
+    )
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    max_new_tokens: int = 24,
+    batch_size: int = 128,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> list[dict]:
+    """Continue every prompt; return per prompt the decoded `text` and whether it `stopped` on a stop token.
+
+    Prompts are left-padded so that every row's next token sits in the last column; right padding would
+    make the model continue after pad tokens. Special tokens in a prompt are taken as written, not added.
+    """
+    stops = stop_token_ids(tokenizer)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    generator_seed = torch.manual_seed(seed) if do_sample else None  # noqa: F841 - seeds sampling
+    results = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature if do_sample else None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=stops,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            for row in out[:, batch["input_ids"].shape[1] :].tolist():
+                stop_at = next((i for i, t in enumerate(row) if t in stops), None)
+                kept = row if stop_at is None else row[:stop_at]
+                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True), "stopped": stop_at is not None})
+    finally:
+        tokenizer.padding_side = old_side
+    return results

@@ -1,0 +1,64 @@
+"""The bundled base model: its architecture, where it lives, and loading it (or any other) with `from_pretrained`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
+
+from sft_course.tokenizer import IM_END
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL_DIR = REPO_ROOT / "data" / "base-model"
+
+
+def base_model_config(tokenizer: PreTrainedTokenizerBase, hidden_size: int = 128, n_layers: int = 4) -> LlamaConfig:
+    """A small Llama: d=128, 4 layers, 4 heads, MLP 4x, tied input and output embeddings."""
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def pick_device() -> torch.device:
+    """CUDA if present, else Apple's MPS, else the CPU: the same notebook runs on a laptop or a GPU box."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_base_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
+    """Return `(model, tokenizer)` for the bundled base model, or for any local folder or hub id.
+
+    `name_or_path=None` means the bundled model under `data/base-model`; anything else is handed to
+    `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub).
+    """
+    if name_or_path is None:
+        name_or_path = BUNDLED_MODEL_DIR
+        if not (BUNDLED_MODEL_DIR / "config.json").exists():
+            raise FileNotFoundError(
+                f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: "
+                "run `sft-course pretrain --out data/base-model` or check out the repository's data/ folder"
+            )
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    if tokenizer.pad_token is None:  # many hub base models ship without one; never reuse EOS for padding
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.to(device or pick_device())
+    model.eval()
+    return model, tokenizer

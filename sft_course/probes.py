@@ -1,0 +1,73 @@
+"""Probes of what a model knows: continue the pre-training phrasing, or answer a question in chat format."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sft_course.generation import chat_prompt, generate
+from sft_course.world import ATTRIBUTES, Person, canonical_sentence, probe_prefix, question
+
+
+def value_follows(text: str, value: str) -> bool:
+    """True when `text` starts with `value` as a whole word ("Tampa." yes, "Tampax" no)."""
+    text = text.strip()
+    return text.startswith(value) and (len(text) == len(value) or not text[len(value)].isalnum())
+
+
+def is_correct_answer(answer: str, person: Person, attribute: str) -> bool:
+    """Exact match: the answer is the fact alone ("Tampa") or the fact restated ("NAME was born in Tampa.")."""
+    answer = answer.strip()
+    value = person.facts[attribute]
+    return answer in (value, value + ".", canonical_sentence(person, attribute))
+
+
+def completion_probe(model, tokenizer, people: list[Person], attributes=ATTRIBUTES, **generate_kwargs) -> dict:
+    """Greedy-continue "NAME was born in" and the like; per attribute, the share continued with the fact."""
+    pairs = [(p, a) for a in attributes for p in people]
+    outputs = generate(model, tokenizer, [probe_prefix(p, a) for p, a in pairs], max_new_tokens=8, **generate_kwargs)
+    per_attribute = {a: [] for a in attributes}
+    for (p, a), out in zip(pairs, outputs):
+        per_attribute[a].append(value_follows(out["text"], p.facts[a]))
+    scores = {a: sum(v) / len(v) for a, v in per_attribute.items()}
+    return {"accuracy": sum(scores.values()) / len(scores), "per_attribute": scores}
+
+
+def chat_qa(model, tokenizer, people: list[Person], attributes=ATTRIBUTES, paraphrase: int = 0, kind: str = "trained",
+            max_new_tokens: int = 24, **generate_kwargs) -> dict:
+    """Ask each fact as a chat question; score exact match, and how often the answer stopped by itself."""
+    pairs = [(p, a) for a in attributes for p in people]
+    prompts = [chat_prompt(tokenizer, question(p, a, paraphrase, kind)) for p, a in pairs]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
+    per_attribute = {a: [] for a in attributes}
+    for (p, a), out in zip(pairs, outputs):
+        per_attribute[a].append(out["stopped"] and is_correct_answer(out["text"], p, a))
+    scores = {a: sum(v) / len(v) for a, v in per_attribute.items()}
+    return {
+        "accuracy": sum(scores.values()) / len(scores),
+        "per_attribute": scores,
+        "stop_rate": sum(o["stopped"] for o in outputs) / len(outputs),
+        "examples": [(prompts[i], outputs[i]["text"]) for i in range(min(3, len(outputs)))],
+    }
+
+
+@torch.no_grad()
+def teacher_forced_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, people: list[Person]) -> float:
+    """Share of (person, attribute) facts whose every token is the argmax after the canonical prefix.
+
+    One forward pass instead of a generation loop: cheap enough to monitor pre-training. It equals the
+    greedy completion probe whenever greedy decoding would pick the fact's own tokenization.
+    """
+    hits = []
+    for a in ATTRIBUTES:
+        prefixes = [tokenizer(probe_prefix(p, a), add_special_tokens=False).input_ids for p in people]
+        fulls = [tokenizer(probe_prefix(p, a) + " " + p.facts[a], add_special_tokens=False).input_ids for p in people]
+        width = max(map(len, fulls))
+        ids = torch.full((len(people), width), tokenizer.pad_token_id)
+        for i, f in enumerate(fulls):
+            ids[i, : len(f)] = torch.tensor(f)
+        predicted = model(input_ids=ids.to(model.device)).logits.argmax(-1).cpu()
+        for i, (pre, f) in enumerate(zip(prefixes, fulls)):
+            targets = torch.tensor(f[len(pre) :])
+            hits.append(bool((predicted[i, len(pre) - 1 : len(f) - 1] == targets).all()))
+    return sum(hits) / len(hits)
