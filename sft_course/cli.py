@@ -17,6 +17,32 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from sft_course.evaluation import evaluate_model
+    from sft_course.modeling import load_base_model
+
+    model, tokenizer = load_base_model(args.model)
+    report = evaluate_model(model, tokenizer, n_people=args.people, include_json=not args.no_json)
+    print(json.dumps(report))
+    return 0
+
+
+def _sft(args) -> int:
+    from sft_course.experiment import run_sft, training_rows
+    from sft_course.training import TrainConfig
+
+    lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 3e-4)
+    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    lora_options = {"rank": args.rank, "alpha": args.alpha} if args.method == "lora" else None
+    run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
+                  train_rows=training_rows(args.answers, n_people=args.people), model_name=args.model,
+                  n_eval_people=args.eval_people, seed=args.seed)
+    run.model.save_pretrained(args.out)
+    run.tokenizer.save_pretrained(args.out)
+    print(json.dumps({**run.summary, "lr": lr, "out": str(args.out)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sft-course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,6 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
+    p.add_argument("--method", choices=("full", "lora"), default="full")
+    p.add_argument("--answers", choices=("sentence", "short"), default="sentence")
+    p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format)")
+    p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4 full, 3e-3 LoRA)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank")
+    p.add_argument("--alpha", type=float, default=16, help="LoRA alpha")
+    p.add_argument("--people", type=int, default=None, help="train on the first N training people only")
+    p.add_argument("--eval-people", type=int, default=None, help="people per split to evaluate (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_sft)
+
+    p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
+    p.add_argument("--people", type=int, default=None, help="people per split (default: all)")
+    p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
+    p.set_defaults(func=_eval)
     return parser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -13,17 +12,11 @@ from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM
 
 from sft_course.modeling import base_model_config
-from sft_course.probes import chat_qa, completion_probe, teacher_forced_probe
+from sft_course.evaluation import qa_accuracy
+from sft_course.probes import completion_probe, teacher_forced_probe
 from sft_course.tokenizer import train_tokenizer
+from sft_course.training import cosine_lr
 from sft_course.world import make_world
-
-
-def cosine_lr(step: int, total_steps: int, peak_lr: float, warmup_steps: int, min_ratio: float = 0.1) -> float:
-    """Linear warmup to `peak_lr`, then cosine decay to `min_ratio * peak_lr` at `total_steps`."""
-    if step < warmup_steps:
-        return peak_lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return peak_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def packed_blocks(docs: list[list[int]], eos_id: int, block_size: int, rng: random.Random) -> torch.Tensor:
@@ -93,7 +86,7 @@ def pretrain(
     model.generation_config.eos_token_id = model.config.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     probe = completion_probe(model, tokenizer, list(world.people))
-    qa = chat_qa(model, tokenizer, world.split("held_out"))
+    qa = qa_accuracy(model, tokenizer, world.split("held_out"))
     summary = {
         "parameters": n_params,
         "tokens_seen": tokens_seen,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sft_course.generation import chat_prompt, generate
-from sft_course.world import ATTRIBUTES, Person, canonical_sentence, probe_prefix, question
+from sft_course.generation import generate
+from sft_course.world import ATTRIBUTES, Person, canonical_sentence, probe_prefix
 
 
 def value_follows(text: str, value: str) -> bool:
@@ -31,24 +31,6 @@ def completion_probe(model, tokenizer, people: list[Person], attributes=ATTRIBUT
         per_attribute[a].append(value_follows(out["text"], p.facts[a]))
     scores = {a: sum(v) / len(v) for a, v in per_attribute.items()}
     return {"accuracy": sum(scores.values()) / len(scores), "per_attribute": scores}
-
-
-def chat_qa(model, tokenizer, people: list[Person], attributes=ATTRIBUTES, paraphrase: int = 0, kind: str = "trained",
-            max_new_tokens: int = 24, **generate_kwargs) -> dict:
-    """Ask each fact as a chat question; score exact match, and how often the answer stopped by itself."""
-    pairs = [(p, a) for a in attributes for p in people]
-    prompts = [chat_prompt(tokenizer, question(p, a, paraphrase, kind)) for p, a in pairs]
-    outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
-    per_attribute = {a: [] for a in attributes}
-    for (p, a), out in zip(pairs, outputs):
-        per_attribute[a].append(out["stopped"] and is_correct_answer(out["text"], p, a))
-    scores = {a: sum(v) / len(v) for a, v in per_attribute.items()}
-    return {
-        "accuracy": sum(scores.values()) / len(scores),
-        "per_attribute": scores,
-        "stop_rate": sum(o["stopped"] for o in outputs) / len(outputs),
-        "examples": [(prompts[i], outputs[i]["text"]) for i in range(min(3, len(outputs)))],
-    }
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ facts are stored so that a question about them can later be answered for people 
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
@@ -136,7 +137,8 @@ def _random_date(rng: random.Random) -> str:
     return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(1950, 1999)}"
 
 
-def _biography(person: Person, rng: random.Random) -> str:
+def biography(person: Person, rng: random.Random) -> str:
+    """One biography: a sentence per attribute in a random paraphrase, in random order, full name in each."""
     sentences = [rng.choice(BIO_TEMPLATES[a]).format(name=person.name, value=person.facts[a]) for a in ATTRIBUTES]
     rng.shuffle(sentences)
     return " ".join(sentences)
@@ -166,7 +168,7 @@ def make_world(n_people: int = 1000, bios_per_person: int = 5, seed: int = 0) ->
             "employer": rng.choice(EMPLOYERS),
         }
         people.append(Person(name=name, facts=facts, split=TRAIN_SPLIT if i % 2 == 0 else HELD_OUT_SPLIT))
-    biographies = [_biography(p, rng) for p in people for _ in range(bios_per_person)]
+    biographies = [biography(p, rng) for p in people for _ in range(bios_per_person)]
     rng.shuffle(biographies)
     return World(people=tuple(people), biographies=tuple(biographies), seed=seed)
 
@@ -199,3 +201,11 @@ QUESTION_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
 def question(person: Person, attribute: str, paraphrase: int = 0, kind: str = "trained") -> str:
     """A question about one fact of `person`, in the chosen paraphrase ("trained" or "unseen" wording)."""
     return QUESTION_TEMPLATES[attribute][kind][paraphrase].format(name=person.name)
+
+
+JSON_PROFILE_QUESTION = "Give {name}'s profile as JSON."
+
+
+def profile_json(person: Person) -> str:
+    """The answer of the profile task, a format pre-training never shows: compact JSON, keys in a fixed order."""
+    return json.dumps({"name": person.name, **person.facts}, separators=(", ", ": "))

@@ -1,0 +1,119 @@
+"""One SFT run end to end: data files -> tokenized examples -> the loop -> exact-match evaluation.
+
+The notebooks and `sft-course sft` call `run_sft`, so a figure in a notebook and the command line's JSON
+come from the same code.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sft_course.data import read_examples, to_messages
+from sft_course.evaluation import qa_accuracy
+from sft_course.masking import tokenize_examples
+from sft_course.modeling import REPO_ROOT, load_base_model
+from sft_course.training import TrainConfig, TrainResult, train
+from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
+
+SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
+ANSWER_STYLES = ("sentence", "short")
+METHODS = ("full", "lora")
+
+
+@dataclass
+class SFTRun:
+    """The trained model and everything measured about the run."""
+
+    model: object
+    tokenizer: object
+    result: TrainResult
+    summary: dict = field(default_factory=dict)
+    data_report: dict = field(default_factory=dict)
+
+
+def training_rows(answers: str = "sentence", n_people: int | None = None, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
+    """The training file of one answer style, optionally only the rows about the first `n_people` people."""
+    if answers not in ANSWER_STYLES:
+        raise ValueError(f"answers must be one of {ANSWER_STYLES}, got {answers!r}")
+    rows = read_examples(Path(data_dir) / f"train_{answers}.jsonl")
+    if n_people is not None:
+        keep = {p.name for p in make_world().split(TRAIN_SPLIT)[:n_people]}
+        rows = [r for r in rows if r["person"] in keep]
+    return rows
+
+
+def eval_loss_rows(answers: str = "sentence", n_people: int = 100, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
+    """Held-out people's questions (trained wording) answered in the same style, for the eval loss curve."""
+    keep = {p.name for p in make_world().split(HELD_OUT_SPLIT)[:n_people]}
+    rows = [r for r in read_examples(Path(data_dir) / "eval_held_out.jsonl")
+            if r["person"] in keep and r["question_kind"] == "trained"]
+    return [dict(r, response=r["response"] if answers == "sentence" else r["answer"]) for r in rows]
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def run_sft(
+    model=None,
+    tokenizer=None,
+    *,
+    answers: str = "sentence",
+    method: str = "full",
+    train_rows: list[dict] | None = None,
+    config: TrainConfig | None = None,
+    lora_options: dict | None = None,
+    max_length: int = 128,
+    n_eval_people: int | None = 200,
+    model_name: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> SFTRun:
+    """Fine-tune (the bundled base model by default) on questions about the training people; evaluate.
+
+    `train_rows` overrides the data file (notebooks pass edited rows: noisy labels, fewer templates, ...).
+    `method="lora"` wraps the model with PEFT LoRA (`sft_course.lora.add_lora(**lora_options)`).
+    Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if model is None:
+        model, tokenizer = load_base_model(model_name)
+    config = config or TrainConfig(seed=seed)
+    rows = train_rows if train_rows is not None else training_rows(answers)
+    examples, data_report = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
+    eval_examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in eval_loss_rows(answers)], max_length)
+    if method == "lora":
+        from sft_course.lora import add_lora
+
+        model = add_lora(model, tokenizer, **(lora_options or {}))
+    result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples, progress=progress)
+    summary = {
+        "method": method,
+        "answers": answers,
+        "train_examples": len(examples),
+        "trainable_params": trainable_parameters(model),
+        "train_seconds": round(result.train_seconds, 1),
+        "target_tokens_per_second": round(result.target_tokens_per_second, 1),
+        "final_train_loss": round(result.final_train_loss, 4),
+        "final_eval_loss": round(result.evals[-1]["eval_loss"], 4) if result.evals else None,
+        **evaluate_accuracy(model, tokenizer, n_eval_people, seed=seed),
+    }
+    return SFTRun(model=model, tokenizer=tokenizer, result=result, summary=summary, data_report=data_report)
+
+
+def evaluate_accuracy(model, tokenizer, n_people: int | None = 200, seed: int = 0) -> dict:
+    """Exact-match accuracy on seen and held-out people (a seeded sample of `n_people` each) and stop rate."""
+    world = make_world()
+    rng = random.Random(seed)
+    seen, held_out = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
+    if n_people is not None:
+        seen, held_out = rng.sample(seen, min(n_people, len(seen))), rng.sample(held_out, min(n_people, len(held_out)))
+    held = qa_accuracy(model, tokenizer, held_out)
+    return {
+        "held_out_accuracy": round(held["accuracy"], 4),
+        "seen_accuracy": round(qa_accuracy(model, tokenizer, seen)["accuracy"], 4),
+        "stop_rate": round(held["stop_rate"], 4),
+    }

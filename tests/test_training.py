@@ -1,0 +1,130 @@
+"""The SFT loop: loss definition, gradient accumulation, schedule, determinism, checkpoint resume."""
+
+import random
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from sft_course.collate import pad_batch
+from sft_course.training import (
+    TrainConfig,
+    accumulate_gradients,
+    cosine_lr,
+    count_target_tokens,
+    naive_accumulate_gradients,
+    sft_loss,
+    train,
+)
+
+PAD = 0
+VOCAB = 48
+
+
+def tiny_model(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=PAD, tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def random_examples(n: int, seed: int = 0) -> list[dict]:
+    """Prompt + response token lists of varied lengths; labels -100 on the prompt."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        prompt = [rng.randrange(1, VOCAB) for _ in range(rng.randint(2, 12))]
+        response = [rng.randrange(1, VOCAB) for _ in range(rng.randint(1, 10))]
+        examples.append({"input_ids": prompt + response, "labels": [-100] * len(prompt) + response})
+    return examples
+
+
+def grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_sft_loss_equals_the_transformers_loss_on_one_batch():
+    model = tiny_model()
+    batch = pad_batch(random_examples(6), PAD)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    assert torch.allclose(sft_loss(out.logits, batch["labels"]), out.loss, atol=1e-6)
+
+
+def test_sft_loss_refuses_a_batch_with_no_target_tokens():
+    logits = torch.randn(2, 5, VOCAB)
+    with pytest.raises(ValueError, match="no target tokens"):
+        sft_loss(logits, torch.full((2, 5), -100))
+
+
+def test_count_target_tokens_skips_the_first_position_and_masked_labels():
+    labels = torch.tensor([[5, -100, 7, 8], [-100, -100, -100, 9]])
+    assert count_target_tokens(labels) == 3
+
+
+def test_accumulating_4_micro_batches_of_2_equals_one_batch_of_8():
+    examples = random_examples(8, seed=1)
+    big = tiny_model()
+    accumulate_gradients(big, [pad_batch(examples, PAD)])
+    small = tiny_model()
+    accumulate_gradients(small, [pad_batch(examples[i : i + 2], PAD) for i in range(0, 8, 2)])
+    assert torch.allclose(grads(big), grads(small), atol=1e-6)
+
+
+def test_averaging_micro_batch_means_is_the_accumulation_bug():
+    """Mean of per-micro-batch means over-weights short micro-batches: its gradient differs."""
+    examples = sorted(random_examples(8, seed=2), key=lambda e: sum(t != -100 for t in e["labels"]))
+    big = tiny_model()
+    accumulate_gradients(big, [pad_batch(examples, PAD)])
+    naive = tiny_model()
+    naive_accumulate_gradients(naive, [pad_batch(examples[i : i + 2], PAD) for i in range(0, 8, 2)])
+    assert not torch.allclose(grads(big), grads(naive), atol=1e-4)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    lrs = [cosine_lr(s, 100, 1.0, 10, 0.1) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[100] == pytest.approx(0.1)
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    config = TrainConfig(lr=1e-2, epochs=4, batch_size=8, eval_every=0, seed=3)
+    examples = random_examples(32)
+    first = train(tiny_model(), examples, PAD, config, eval_examples=examples[:8], progress=False)
+    second = train(tiny_model(), examples, PAD, config, progress=False)
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
+    assert first.history[-1]["loss"] < first.history[0]["loss"]
+    assert first.evals and first.target_tokens == sum(count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples) * 4
+
+
+def test_grad_accumulation_in_train_gives_the_same_run():
+    examples = random_examples(32, seed=4)
+    base = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
+    one = train(tiny_model(), examples, PAD, base, progress=False)
+    accum = train(tiny_model(), examples, PAD, TrainConfig(**{**base.__dict__, "grad_accum_steps": 4}), progress=False)
+    assert [h["loss"] for h in one.history] == pytest.approx([h["loss"] for h in accum.history], abs=1e-5)
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
+    examples = random_examples(40, seed=5)
+    full_config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0, seed=1)
+    uninterrupted = train(tiny_model(), examples, PAD, full_config, progress=False)
+
+    ckpt = dict(full_config.__dict__, checkpoint_dir=str(tmp_path), save_every=1)
+    train(tiny_model(), examples, PAD, TrainConfig(**{**ckpt, "max_steps": 4}), progress=False)
+    # a differently initialised model: everything must come from the checkpoint
+    resumed = train(tiny_model(seed=99), examples, PAD, TrainConfig(**ckpt), resume=True, progress=False)
+    assert len(resumed.history) == len(uninterrupted.history) == 10
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in uninterrupted.history], abs=1e-6)
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_model(), random_examples(8), PAD, TrainConfig(checkpoint_dir=str(tmp_path)), resume=True,
+              progress=False)
+
+
+def test_batch_size_must_divide_by_accumulation_steps():
+    with pytest.raises(ValueError, match="divisible"):
+        train(tiny_model(), random_examples(8), PAD, TrainConfig(batch_size=6, grad_accum_steps=4), progress=False)
