@@ -43,6 +43,28 @@ def _sft(args) -> int:
     return 0
 
 
+def _make_data(args) -> int:
+    from sft_course.data import make_sft_data
+
+    counts = make_sft_data(args.out)
+    for name, n in counts.items():
+        print(f"{args.out}/{name}: {n} rows")
+    return 0
+
+
+def _validate(args) -> int:
+    from sft_course.data import DataValidationError, validate_jsonl
+
+    try:
+        counts = validate_jsonl(args.file)
+    except (DataValidationError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    formats = ", ".join(f"{fmt} {n}" for fmt, n in counts.items() if fmt != "rows" and n)
+    print(f"{args.file}: {counts['rows']} rows OK ({formats})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sft-course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("make-data", help="write the SFT data files (JSONL) generated from the world")
+    p.add_argument("--out", default="data/sft")
+    p.set_defaults(func=_make_data)
+
+    p = sub.add_parser("validate", help="check a JSONL file of SFT examples; exit 1 naming file, line and field")
+    p.add_argument("file")
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
     p.add_argument("--method", choices=("full", "lora"), default="full")

@@ -190,7 +190,7 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
     first_line_of: dict[str, int] = {}
     for number, text in _iter_lines(path):
         try:
-            row = json.loads(text)
+            row = json.loads(text.rstrip("\r\n"))
         except json.JSONDecodeError as e:
             raise DataValidationError(f"malformed JSON: {e.msg} (column {e.colno})", path, number) from None
         try:
