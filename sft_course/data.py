@@ -231,19 +231,38 @@ def read_examples(path: str | os.PathLike) -> list[dict]:
 
 
 def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]):
-    """Validate the file(s), load them with `datasets` and add a `messages` column in chat format."""
-    from datasets import load_dataset
+    """Validate the file(s), load them with `datasets` and add a `messages` column in chat format.
+
+    Files in different formats (or with different metadata) are loaded one by one and joined; a column one
+    file lacks is filled with None for its rows.
+    """
+    from datasets import concatenate_datasets, load_dataset
 
     paths = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
+    if not paths:
+        raise ValueError("load_sft_dataset: no files given")
     for path in paths:
         validate_jsonl(path)
-    dataset = load_dataset("json", data_files=[str(p) for p in paths], split="train")
 
     def add_messages(row):
-        # Arrow fills fields a row lacks with None when formats are mixed; absent is what they mean.
+        # Arrow fills the fields a row lacks with None; absent is what they mean.
         return {"messages": to_messages({k: v for k, v in row.items() if v is not None})}
 
-    return dataset.map(add_messages)
+    parts = [load_dataset("json", data_files=str(path), split="train").map(add_messages) for path in paths]
+    features = {}
+    for part in parts:
+        for name, feature in part.features.items():
+            features.setdefault(name, feature)
+    for i, part in enumerate(parts):
+        for name, feature in features.items():
+            if name not in part.column_names:
+                part = part.add_column(name, [None] * len(part), feature=feature)
+        parts[i] = part.select_columns(list(features))
+    try:
+        return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    except ValueError as error:
+        raise ValueError(f"load_sft_dataset: the files' columns have incompatible types ({error}); "
+                         "load them separately") from None
 
 
 # ----------------------------------------------------------------------------------------------------------
