@@ -283,6 +283,7 @@ def filter_examples(rows: Iterable[dict], tokenizer=None, max_length: int | None
     """
     if max_length is not None and tokenizer is None:
         raise ValueError("filter_examples: max_length needs a tokenizer to count tokens")
+    from sft_course.masking import rendered_length
     report = {"input": 0, "kept": 0, **{reason: 0 for reason in FILTER_REASONS}}
     kept, seen = [], set()
     for row in rows:
@@ -297,8 +298,7 @@ def filter_examples(rows: Iterable[dict], tokenizer=None, max_length: int | None
             report["duplicate"] += 1
             continue
         if max_length is not None:
-            text = tokenizer.apply_chat_template(messages, tokenize=False)
-            if len(tokenizer(text, add_special_tokens=False)["input_ids"]) > max_length:
+            if rendered_length(tokenizer, messages) > max_length:
                 report["too_long"] += 1
                 continue
         seen.add(key)

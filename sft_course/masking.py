@@ -24,7 +24,8 @@ class NoTargetTokensError(ValueError):
 
 def _token_ids(tokenizer, text: str) -> list[int]:
     # The chat template writes special tokens (BOS included, where a template has one) as text already.
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # verbose=False: a length over model_max_length is ours to report (tokenize_examples counts it), not a warning
+    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def _render(tokenizer, messages: list[dict], **kwargs) -> str:
@@ -32,6 +33,11 @@ def _render(tokenizer, messages: list[dict], **kwargs) -> str:
     if not isinstance(text, str):
         raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected a string")
     return text
+
+
+def rendered_length(tokenizer, messages: list[dict]) -> int:
+    """How many tokens the whole example takes once rendered with the chat template."""
+    return len(_token_ids(tokenizer, _render(tokenizer, messages)))
 
 
 def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], int, int]:
