@@ -21,15 +21,17 @@ install: $(VENV)/.installed
 lab: install
 	$(BIN)/jupyter lab notebooks/
 
+# pytest exits 5 when it collects no test; that alone must not fail CI.
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+ALLOW_NO_TESTS := rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
 test-unit: install
-	$(BIN)/python -m pytest tests -q
+	$(PYTEST) tests -q --durations=10; $(ALLOW_NO_TESTS)
 
 test-notebooks: install
-	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+	$(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q --durations=6; $(ALLOW_NO_TESTS)
 
-test: install
-	$(BIN)/python -m pytest tests -q
-	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+test: test-unit test-notebooks
 
 clean:
 	rm -rf $(VENV)

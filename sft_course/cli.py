@@ -34,9 +34,16 @@ def _sft(args) -> int:
     lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 3e-4)
     config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     lora_options = {"rank": args.rank, "alpha": args.alpha} if args.method == "lora" else None
+    accelerator = None
+    if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
                   train_rows=training_rows(args.answers, n_people=args.people), model_name=args.model,
-                  n_eval_people=args.eval_people, seed=args.seed)
+                  n_eval_people=args.eval_people, seed=args.seed, accelerator=accelerator)
+    if accelerator is not None and not accelerator.is_main_process:
+        return 0
     run.model.save_pretrained(args.out)
     run.tokenizer.save_pretrained(args.out)
     print(json.dumps({**run.summary, "lr": lr, "out": str(args.out)}))
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", type=int, default=None, help="train on the first N training people only")
     p.add_argument("--eval-people", type=int, default=None, help="people per split to evaluate (default: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--accelerate", action="store_true", help="use accelerate (run under `accelerate launch`)")
     p.set_defaults(func=_sft)
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")

@@ -70,12 +70,14 @@ def run_sft(
     model_name: str | None = None,
     progress: bool = True,
     seed: int = 0,
+    accelerator=None,
 ) -> SFTRun:
     """Fine-tune (the bundled base model by default) on questions about the training people; evaluate.
 
     `train_rows` overrides the data file (notebooks pass edited rows: noisy labels, fewer templates, ...).
     `method="lora"` wraps the model with PEFT LoRA (`sft_course.lora.add_lora(**lora_options)`).
     Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each).
+    An `accelerate.Accelerator` spreads each step over the processes of `accelerate launch`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -89,7 +91,8 @@ def run_sft(
         from sft_course.lora import add_lora
 
         model = add_lora(model, tokenizer, **(lora_options or {}))
-    result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples, progress=progress)
+    result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
+                   progress=progress, accelerator=accelerator)
     summary = {
         "method": method,
         "answers": answers,

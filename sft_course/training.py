@@ -107,21 +107,27 @@ def step_batches(n_examples: int, batch_size: int, seed: int, epoch: int) -> lis
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
-def accumulate_gradients(model, micro_batches: list[dict]) -> tuple[float, int]:
-    """Backward over the micro-batches of one optimizer step; return (step loss, target tokens).
+def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: float | None = None,
+                         backward=None) -> tuple[float, int]:
+    """Backward over the micro-batches of one optimizer step; return (step loss, target tokens here).
 
     Each micro-batch's summed loss is divided by the target tokens of the *whole* step, so the accumulated
-    gradient equals that of one big batch, whatever the micro-batch lengths.
+    gradient equals that of one big batch, whatever the micro-batch lengths. Under data parallelism pass
+    the step's token count over all processes divided by their number: the processes' gradients are
+    averaged, which restores the sum over all tokens divided by all tokens. `backward` defaults to
+    `loss.backward()` (`accelerator.backward` under `accelerate`).
     """
-    step_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
+    local_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
+    denominator = local_tokens if num_target_tokens is None else num_target_tokens
     step_loss = 0.0
+    device = next(model.parameters()).device  # a DistributedDataParallel wrapper has no .device
     for batch in micro_batches:
-        batch = {k: v.to(model.device) for k, v in batch.items()}
+        batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = sft_loss(logits, batch["labels"], step_tokens)
-        loss.backward()
+        loss = sft_loss(logits, batch["labels"], denominator)
+        (backward or torch.Tensor.backward)(loss)
         step_loss += loss.item()
-    return step_loss, step_tokens
+    return step_loss, local_tokens
 
 
 def naive_accumulate_gradients(model, micro_batches: list[dict]) -> float:
@@ -164,12 +170,16 @@ def train(
     eval_examples: list[dict] | None = None,
     resume: bool = False,
     progress: bool = True,
+    accelerator=None,
 ) -> TrainResult:
     """Fine-tune `model` on tokenized examples ({"input_ids", "labels"}); return the run's history.
 
     With `config.checkpoint_dir` and `resume=True`, continue from the last checkpoint there: model,
     optimizer, step and history are restored, and the data order is a pure function of (seed, epoch),
     so the resumed run reproduces the uninterrupted one's losses.
+
+    With an `accelerate.Accelerator`, each process takes its share of every step's examples and the loss
+    stays normalised by the step's target tokens over all processes (`accelerate launch` to scale out).
     """
     config = config or TrainConfig()
     if config.batch_size % config.grad_accum_steps:
@@ -184,6 +194,10 @@ def train(
     start_step = 0
     if resume:
         start_step = _load_checkpoint(model, optimizer, result, config)
+    rank, n_processes, backward, raw_model = 0, 1, None, model
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        rank, n_processes, backward = accelerator.process_index, accelerator.num_processes, accelerator.backward
     last_step = min(total_steps, config.max_steps or total_steps)
     micro_size = config.batch_size // config.grad_accum_steps
     model.train()
@@ -192,13 +206,21 @@ def train(
     for step in bar:
         epoch, index_in_epoch = divmod(step, steps_per_epoch)
         indices = step_batches(len(train_examples), config.batch_size, config.seed, epoch)[index_in_epoch]
+        indices = indices[rank::n_processes]
         micro_batches = [pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
                          for j in range(0, len(indices), micro_size)]
         lr = cosine_lr(step, total_steps, config.lr, warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        step_loss, step_tokens = accumulate_gradients(model, micro_batches)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+        step_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
+        if accelerator is not None:  # the token count of the whole step, over every process
+            step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum"))
+        step_loss, _ = accumulate_gradients(model, micro_batches, step_tokens / n_processes, backward)
+        if accelerator is not None:
+            step_loss = accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "mean").item()
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm).item()
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         result.target_tokens += step_tokens
@@ -207,12 +229,12 @@ def train(
         bar.set_postfix(loss=f"{step_loss:.3f}")
         is_last = step + 1 == last_step
         if eval_examples and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last):
-            result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(model, eval_examples, pad_token_id)})
+            result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id)})
         result.train_seconds = time.time() - began
         if config.checkpoint_dir and config.save_every and ((step + 1) % config.save_every == 0 or is_last):
-            _save_checkpoint(model, optimizer, result, step + 1, config)
+            _save_checkpoint(raw_model, optimizer, result, step + 1, config)
     result.steps = last_step
-    model.eval()
+    raw_model.eval()
     return result
 
 

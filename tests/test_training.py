@@ -128,3 +128,13 @@ def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
 def test_batch_size_must_divide_by_accumulation_steps():
     with pytest.raises(ValueError, match="divisible"):
         train(tiny_model(), random_examples(8), PAD, TrainConfig(batch_size=6, grad_accum_steps=4), progress=False)
+
+
+def test_training_under_accelerate_matches_the_plain_loop():
+    from accelerate import Accelerator
+
+    examples = random_examples(24, seed=6)
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
+    plain = train(tiny_model(), examples, PAD, config, progress=False)
+    accelerated = train(tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True))
+    assert [h["loss"] for h in accelerated.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
