@@ -12,7 +12,8 @@ def _pretrain(args) -> int:
     from sft_course.pretrain import pretrain
 
     command = "sft-course " + shlex.join(sys.argv[1:])
-    summary = pretrain(args.out, steps=args.steps, lr=args.lr, seed=args.seed, command=command)
+    summary = pretrain(args.out, steps=args.steps, lr=args.lr, seed=args.seed, command=command,
+                       warmup_steps=args.warmup_steps, init_from=args.init_from)
     print(json.dumps(summary))
     return 0
 
@@ -78,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pre-train the bundled base model from scratch")
     p.add_argument("--out", default="data/base-model")
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=3600)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (the world is fixed)")
+    p.add_argument("--init-from", default=None, help="continue pre-training this saved model (a second stage)")
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("make-data", help="write the SFT data files (JSONL) generated from the world")

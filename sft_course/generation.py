@@ -43,7 +43,8 @@ def generate(
     stops = stop_token_ids(tokenizer)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    generator_seed = torch.manual_seed(seed) if do_sample else None  # noqa: F841 - seeds sampling
+    if do_sample:
+        torch.manual_seed(seed)  # the same seed gives the same samples on the same machine
     results = []
     try:
         for start in range(0, len(prompts), batch_size):

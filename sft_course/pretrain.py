@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaForCausalLM
 
 from sft_course.modeling import base_model_config
 from sft_course.evaluation import qa_accuracy
@@ -34,7 +34,7 @@ def packed_blocks(docs: list[list[int]], eos_id: int, block_size: int, rng: rand
 
 def pretrain(
     out: str | Path,
-    steps: int = 2400,
+    steps: int = 3600,
     batch_size: int = 32,
     block_size: int = 128,
     lr: float = 3e-3,
@@ -44,14 +44,26 @@ def pretrain(
     seed: int = 0,
     log_every: int = 200,
     command: str = "",
+    init_from: str | Path | None = None,
 ) -> dict:
-    """Train tokenizer and model, save both as a Hugging Face folder with a model card; return the summary."""
+    """Train tokenizer and model, save both as a Hugging Face folder with a model card; return the summary.
+
+    `init_from` continues pre-training a saved model (same world and tokenizer) for another schedule: a
+    second stage, recorded in the model card next to the first.
+    """
     out = Path(out)
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    world = make_world(n_people=n_people, bios_per_person=bios_per_person, seed=seed)
-    tokenizer = train_tokenizer(world.biographies)
-    model = LlamaForCausalLM(base_model_config(tokenizer))
+    world = make_world(n_people=n_people, bios_per_person=bios_per_person, seed=0)  # the world is fixed
+    stages = []
+    if init_from is None:
+        tokenizer = train_tokenizer(world.biographies)
+        model = LlamaForCausalLM(base_model_config(tokenizer))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(init_from))
+        model = LlamaForCausalLM.from_pretrained(str(init_from))
+        stages_file = Path(init_from) / "pretraining_stages.json"
+        stages = json.loads(stages_file.read_text()) if stages_file.exists() else []
     n_params = sum(p.numel() for p in model.parameters())
     docs = [tokenizer(b, add_special_tokens=False).input_ids for b in world.biographies]
     tokens_per_epoch = sum(len(d) + 1 for d in docs)
@@ -87,11 +99,13 @@ def pretrain(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     probe = completion_probe(model, tokenizer, list(world.people))
     qa = qa_accuracy(model, tokenizer, world.split("held_out"))
+    stages.append({"command": command, "steps": steps, "lr": lr, "warmup_steps": warmup_steps, "seed": seed,
+                   "tokens_seen": tokens_seen, "wall_seconds": round(wall, 1), "final_loss": round(log[-1]["loss"], 4)})
     summary = {
         "parameters": n_params,
-        "tokens_seen": tokens_seen,
-        "epochs": round(tokens_seen / tokens_per_epoch, 2),
-        "wall_seconds": round(wall, 1),
+        "tokens_seen": sum(s["tokens_seen"] for s in stages),
+        "epochs": round(sum(s["tokens_seen"] for s in stages) / tokens_per_epoch, 2),
+        "wall_seconds": round(sum(s["wall_seconds"] for s in stages), 1),
         "final_loss": round(log[-1]["loss"], 4),
         "completion_probe_accuracy": round(probe["accuracy"], 4),
         "completion_probe_per_attribute": {k: round(v, 4) for k, v in probe["per_attribute"].items()},
@@ -102,14 +116,18 @@ def pretrain(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
-    (out / "MODEL_CARD.md").write_text(_model_card(summary, model, world, steps, batch_size, block_size, lr,
-                                                   warmup_steps, command))
+    (out / "pretraining_stages.json").write_text(json.dumps(stages, indent=1) + "\n")
+    (out / "MODEL_CARD.md").write_text(_model_card(summary, model, world, stages, batch_size, block_size))
     return summary
 
 
-def _model_card(s: dict, model, world, steps, batch_size, block_size, lr, warmup_steps, command) -> str:
+def _model_card(s: dict, model, world, stages: list[dict], batch_size: int, block_size: int) -> str:
     c = model.config
     per_attr = "\n".join(f"| {k} | {v:.3f} |" for k, v in s["completion_probe_per_attribute"].items())
+    stage_rows = "\n".join(
+        f"| {i + 1} | {st['steps']} | {st['lr']} | {st['warmup_steps']} | {st['tokens_seen']:,} | {st['wall_seconds']} | "
+        f"{st['final_loss']} |" for i, st in enumerate(stages))
+    commands = "\n".join(st["command"] for st in stages)
     return f"""# sft-course base model
 
 A small Llama (`LlamaForCausalLM`) pre-trained from scratch on the synthetic biographies of `sft_course.world`,
@@ -122,9 +140,15 @@ vocabulary {c.vocab_size} (byte-level BPE with ChatML special tokens), tied embe
 
 ## Training
 - data: {len(world.people)} people x {len(world.biographies) // len(world.people)} shuffled, paraphrased biographies (seed {s['seed']})
-- {steps} steps of {batch_size} x {block_size} tokens (packed), AdamW lr {lr} with {warmup_steps} warmup steps and cosine decay, clip 1.0
-- tokens seen: {s['tokens_seen']:,} ({s['epochs']} epochs); wall time {s['wall_seconds']} s on the machine that ran the command
-- final training loss: {s['final_loss']}
+- batches of {batch_size} x {block_size} tokens (packed), AdamW (betas 0.9/0.95, weight decay 0.1), linear warmup then
+  cosine decay to 10% of the peak, gradient clipping at 1.0; one row per stage (a later stage continues the earlier one):
+
+| stage | steps | peak lr | warmup | tokens | wall seconds | final loss |
+|---|---|---|---|---|---|---|
+{stage_rows}
+
+- in all: {s['tokens_seen']:,} tokens ({s['epochs']} epochs), {s['wall_seconds']} s of training on a 2-core CPU (shared
+  with other jobs at times, so wall times are upper bounds)
 
 ## Probes (computed by the command below, at the end of training)
 - completion probe, greedy, every person and attribute ("NAME was born in" -> city): **{s['completion_probe_accuracy']:.3f}**
@@ -138,6 +162,6 @@ The model knows the facts but does not answer questions: the gap between these t
 
 ## Reproduce
 ```
-{command}
+{commands}
 ```
 """

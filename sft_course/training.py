@@ -123,7 +123,7 @@ def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: fl
     device = next(model.parameters()).device  # a DistributedDataParallel wrapper has no .device
     for batch in micro_batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         loss = sft_loss(logits, batch["labels"], denominator)
         (backward or torch.Tensor.backward)(loss)
         step_loss += loss.item()
@@ -139,7 +139,7 @@ def naive_accumulate_gradients(model, micro_batches: list[dict]) -> float:
     step_loss = 0.0
     for batch in micro_batches:
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         loss = sft_loss(logits, batch["labels"]) / len(micro_batches)
         loss.backward()
         step_loss += loss.item()
@@ -155,7 +155,7 @@ def evaluate_loss(model, examples: list[dict], pad_token_id: int, batch_size: in
     for i in range(0, len(examples), batch_size):
         batch = pad_batch(examples[i : i + batch_size], pad_token_id)
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         total += per_token_loss(logits, batch["labels"]).sum().item()
         tokens += count_target_tokens(batch["labels"])
     model.train(was_training)

@@ -137,15 +137,40 @@ def _random_date(rng: random.Random) -> str:
     return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(1950, 1999)}"
 
 
-def biography(person: Person, rng: random.Random) -> str:
-    """One biography: a sentence per attribute in a random paraphrase, in random order, full name in each."""
-    sentences = [rng.choice(BIO_TEMPLATES[a]).format(name=person.name, value=person.facts[a]) for a in ATTRIBUTES]
+def biography(person: Person, rng: random.Random, templates: dict[str, int] | None = None) -> str:
+    """One biography: a sentence per attribute, in random order, the full name in each.
+
+    `templates` picks the paraphrase of each attribute by index; by default each is drawn at random.
+    """
+    sentences = [
+        BIO_TEMPLATES[a][templates[a] if templates else rng.randrange(len(BIO_TEMPLATES[a]))].format(
+            name=person.name, value=person.facts[a])
+        for a in ATTRIBUTES
+    ]
     rng.shuffle(sentences)
     return " ".join(sentences)
 
 
+def _paraphrase_plan(n_bios: int, rng: random.Random) -> list[dict[str, int]]:
+    """Which paraphrase each of a person's bios uses per attribute: every paraphrase before any repeats.
+
+    Drawing paraphrases independently would leave about a quarter of the people (with 5 bios and 4
+    paraphrases) without, say, "NAME works for" ever written about them; then the fact is only reachable
+    through the other phrasings, and a model this small often fails to make that jump.
+    """
+    plan = [{} for _ in range(n_bios)]
+    for a in ATTRIBUTES:
+        order: list[int] = []
+        while len(order) < n_bios:
+            order += rng.sample(range(len(BIO_TEMPLATES[a])), len(BIO_TEMPLATES[a]))
+        for bio, template in zip(plan, order[:n_bios]):
+            bio[a] = template
+    return plan
+
+
 def make_world(n_people: int = 1000, bios_per_person: int = 5, seed: int = 0) -> World:
-    """Make the world: `n_people` with unique names, facts drawn uniformly, `bios_per_person` bios each.
+    """Make the world: `n_people` with unique names, facts drawn uniformly, `bios_per_person` bios each,
+    which together use every paraphrase of every attribute at least once (when there are enough bios).
 
     Half of the people (every other one, after a seeded shuffle) form the SFT training split; the other
     half is held out, so evaluation asks about people whose facts SFT never showed.
@@ -168,7 +193,7 @@ def make_world(n_people: int = 1000, bios_per_person: int = 5, seed: int = 0) ->
             "employer": rng.choice(EMPLOYERS),
         }
         people.append(Person(name=name, facts=facts, split=TRAIN_SPLIT if i % 2 == 0 else HELD_OUT_SPLIT))
-    biographies = [biography(p, rng) for p in people for _ in range(bios_per_person)]
+    biographies = [biography(p, rng, plan) for p in people for plan in _paraphrase_plan(bios_per_person, rng)]
     rng.shuffle(biographies)
     return World(people=tuple(people), biographies=tuple(biographies), seed=seed)
 
