@@ -32,7 +32,7 @@ def _sft(args) -> int:
     from sft_course.experiment import run_sft, training_rows
     from sft_course.training import TrainConfig
 
-    lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 3e-4)
+    lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 6e-4)
     config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     lora_options = {"rank": args.rank, "alpha": args.alpha} if args.method == "lora" else None
     accelerator = None
@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answers", choices=("sentence", "short"), default="sentence")
     p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format)")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4 full, 3e-3 LoRA)")
-    p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 6e-4 full, 3e-3 LoRA)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=16, help="LoRA alpha")
     p.add_argument("--people", type=int, default=None, help="train on the first N training people only")

@@ -27,9 +27,9 @@ IGNORE_INDEX = -100
 class TrainConfig:
     """Hyper-parameters of one SFT run. `batch_size` counts examples per optimizer step."""
 
-    lr: float = 3e-4
-    epochs: float = 3.0
-    batch_size: int = 32
+    lr: float = 6e-4
+    epochs: float = 2.0
+    batch_size: int = 64
     grad_accum_steps: int = 1  # micro-batches per optimizer step; batch_size must divide by it
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
