@@ -35,7 +35,7 @@ def generate(
     temperature: float = 1.0,
     seed: int = 0,
 ) -> list[dict]:
-    """Continue every prompt; return per prompt the decoded `text` and whether it `stopped` on a stop token.
+    """Continue every prompt; return per prompt the decoded `text`, whether it `stopped`, and the `stop_token`.
 
     Prompts are left-padded so that every row's next token sits in the last column; right padding would
     make the model continue after pad tokens. Special tokens in a prompt are taken as written, not added.
@@ -63,7 +63,8 @@ def generate(
             for row in out[:, batch["input_ids"].shape[1] :].tolist():
                 stop_at = next((i for i, t in enumerate(row) if t in stops), None)
                 kept = row if stop_at is None else row[:stop_at]
-                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True), "stopped": stop_at is not None})
+                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True), "stopped": stop_at is not None,
+                                "stop_token": None if stop_at is None else tokenizer.convert_ids_to_tokens(row[stop_at])})
     finally:
         tokenizer.padding_side = old_side
     return results
