@@ -132,9 +132,11 @@ def test_batch_size_must_divide_by_accumulation_steps():
 
 def test_training_under_accelerate_matches_the_plain_loop():
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state(reset_partial_state=True)  # a Trainer made earlier leaves its state behind
     examples = random_examples(24, seed=6)
     config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
     plain = train(tiny_model(), examples, PAD, config, progress=False)
-    accelerated = train(tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True))
+    accelerated = train(tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True, mixed_precision="no"))
     assert [h["loss"] for h in accelerated.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
