@@ -34,14 +34,19 @@ def _sft(args) -> int:
 
     lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 6e-4)
     config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-    lora_options = {"rank": args.rank, "alpha": args.alpha} if args.method == "lora" else None
+    rows = training_rows(args.answers, n_people=args.people)
+    lora_options = None
+    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training (sft_course.lora)
+        from sft_course.lora import default_lora_options
+
+        lora_options = default_lora_options(args.rank, args.alpha, rows, args.model)
     accelerator = None
     if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
         from accelerate import Accelerator
 
         accelerator = Accelerator()
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
-                  train_rows=training_rows(args.answers, n_people=args.people), model_name=args.model,
+                  train_rows=rows, model_name=args.model,
                   n_eval_people=args.eval_people, seed=args.seed, accelerator=accelerator)
     if accelerator is not None and not accelerator.is_main_process:
         return 0

@@ -1,26 +1,155 @@
-"""The evaluation harness: what a model knows, whether it answers, whether it stops, and what it forgot."""
+"""The evaluation harness: what a model knows, whether it answers, whether it stops, and what it forgot.
+
+Every answer to a chat question falls in exactly one of four outcomes:
+
+- `correct`: the model ended its turn (emitted `<|im_end|>` within the token budget) and said the fact, alone
+  ("Tampa", "Tampa.") or restated in the canonical phrasing ("Yuri Blackwood was born in Tampa.");
+- `confident_wrong`: it ended its turn and answered *in one of those formats* with a well-formed but wrong fact, a
+  city that is not this person's birth city, say. This is the hallucination rate: an answer a user would
+  believe, because nothing about its form gives it away;
+- `off_format`: it ended its turn, but the text is not an answer in a recognised format;
+- `no_stop`: it did not end its turn: it ran out of tokens, or ended the *document* (`<|endoftext|>`), the
+  way a base model ends a biography, which is not an answer that a chat front end would show as finished.
+
+Exact match (`accuracy`) is the `correct` share. The few-shot baseline asks the same questions with a few
+solved examples about *other* people as earlier chat turns, the in-context learning that SFT must beat.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import random
+import re
 
 import torch
 
 from sft_course.generation import chat_prompt, generate
 from sft_course.probes import completion_probe, is_correct_answer
+from sft_course.tokenizer import IM_END
 from sft_course.world import (
     ATTRIBUTES,
+    BIO_TEMPLATES,
+    CITIES,
+    EMPLOYERS,
     HELD_OUT_SPLIT,
     JSON_PROFILE_QUESTION,
+    MAJORS,
+    MONTHS,
+    QUESTION_TEMPLATES,
     TRAIN_SPLIT,
+    UNIVERSITIES,
     Person,
     World,
     biography,
+    canonical_sentence,
     make_world,
     question,
 )
+
+OUTCOMES = ("correct", "confident_wrong", "off_format", "no_stop")
+
+# The values an attribute can take in the world; a date is any "Month D, YYYY".
+VALUE_SETS: dict[str, frozenset[str]] = {
+    "birth_city": frozenset(CITIES),
+    "university": frozenset(UNIVERSITIES),
+    "major": frozenset(MAJORS),
+    "employer": frozenset(EMPLOYERS),
+}
+DATE_PATTERN = re.compile(rf"(?:{'|'.join(MONTHS)}) (?:[1-9]|[12][0-9]|3[01]), \d{{4}}")
+
+
+def is_valid_value(value: str, attribute: str) -> bool:
+    """True when `value` is a well-formed fact for `attribute` (a known city, university, ...; a date)."""
+    if attribute == "birth_date":
+        return DATE_PATTERN.fullmatch(value) is not None
+    return value in VALUE_SETS[attribute]
+
+
+def parse_answer(answer: str, person: Person, attribute: str) -> str | None:
+    """The fact that `answer` states, when it has an answer format; None when it has none.
+
+    The formats are those `is_correct_answer` accepts: the value alone, the value and a full stop, or the
+    canonical sentence about this person ("Yuri Blackwood was born in Tampa."). The value must be well formed
+    for the attribute (`is_valid_value`), so "Tampa Bay" or a sentence about someone else is no answer.
+    """
+    answer = answer.strip()
+    template = BIO_TEMPLATES[attribute][0]
+    prefix = template[: template.index("{value}")].format(name=person.name)
+    suffix = template[template.index("{value}") + len("{value}"):]
+    if answer.startswith(prefix) and answer.endswith(suffix) and len(answer) > len(prefix) + len(suffix):
+        value = answer[len(prefix): len(answer) - len(suffix)]
+    else:
+        value = answer[:-1] if answer.endswith(".") else answer
+    return value if is_valid_value(value, attribute) else None
+
+
+def classify_answer(answer: str, stopped: bool, person: Person, attribute: str) -> str:
+    """One of `OUTCOMES` for a generated answer (see the module docstring)."""
+    if not stopped:
+        return "no_stop"
+    if is_correct_answer(answer, person, attribute):
+        return "correct"
+    value = parse_answer(answer, person, attribute)
+    if value is None:
+        return "off_format"
+    return "correct" if value == person.facts[attribute] else "confident_wrong"
+
+
+def first_sentence(text: str) -> str:
+    """`text` up to and including its first full stop or line break: a lenient reading of a run-on answer."""
+    match = re.search(r"\.(?=\s|$)|\n", text)
+    return text if match is None else text[: match.end()].strip()
+
+
+def end_of_turn_token(tokenizer) -> str | None:
+    """`<|im_end|>` when the tokenizer has it (ChatML), else None (then any stop token ends the turn)."""
+    token_id = tokenizer.convert_tokens_to_ids(IM_END)
+    return IM_END if token_id is not None and token_id != tokenizer.unk_token_id else None
+
+
+def ended_turn(output: dict, end_of_turn: str | None = IM_END) -> bool:
+    """True when a generation stopped on the end-of-turn token (on any stop token if `end_of_turn` is None).
+
+    Outputs without a `stop_token` entry (hand-made ones) count as ending the turn whenever they `stopped`.
+    """
+    if not output["stopped"]:
+        return False
+    return end_of_turn is None or output.get("stop_token", end_of_turn) == end_of_turn
+
+
+def score_answers(pairs: list[tuple[Person, str]], outputs: list[dict], attributes=ATTRIBUTES,
+                  end_of_turn: str | None = IM_END) -> dict:
+    """Score generated answers (`{"text", "stopped"[, "stop_token"]}` dicts) to questions about `(person, attribute)`.
+
+    Returns `accuracy` (mean of the per-attribute exact-match rates), `per_attribute`, `stop_rate` (the share
+    that ended the turn with `end_of_turn`; any stop token if None), the rate of
+    each outcome in `OUTCOMES` (`correct_rate`, `confident_wrong_rate`, ...), and `lenient_accuracy`: the
+    first sentence of the answer is correct, whether or not the model stopped (what a base model knows when
+    it does not know how to stop). Separate from generation so that it can be checked on strings.
+    """
+    if len(pairs) != len(outputs):
+        raise ValueError(f"{len(pairs)} questions but {len(outputs)} answers")
+    if not pairs:
+        raise ValueError("no answers to score")
+    ended = [ended_turn(o, end_of_turn) for o in outputs]
+    outcomes = [classify_answer(o["text"], e, p, a) for (p, a), o, e in zip(pairs, outputs, ended)]
+    per_attribute = {}
+    for attribute in attributes:
+        hits = [o == "correct" for (_, a), o in zip(pairs, outcomes) if a == attribute]
+        if hits:
+            per_attribute[attribute] = sum(hits) / len(hits)
+    lenient = [is_correct_answer(first_sentence(o["text"]), p, a) for (p, a), o in zip(pairs, outputs)]
+    return {
+        "accuracy": sum(per_attribute.values()) / len(per_attribute),
+        "per_attribute": per_attribute,
+        "stop_rate": sum(ended) / len(ended),
+        **{f"{name}_rate": outcomes.count(name) / len(outcomes) for name in OUTCOMES},
+        "lenient_accuracy": sum(lenient) / len(lenient),
+        "answers": [(p.name, a, o["text"], e, outcome)
+                    for (p, a), o, e, outcome in zip(pairs, outputs, ended, outcomes)],
+    }
+
 
 def fresh_biographies(world: World, people: list[Person], seed: int = 12345) -> list[str]:
     """Pre-training-style text about `people` that pre-training never saw verbatim.
@@ -34,86 +163,195 @@ def fresh_biographies(world: World, people: list[Person], seed: int = 12345) -> 
 
 @torch.no_grad()
 def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
-    """exp(mean loss per predicted token) of `texts`, each as its own document."""
+    """exp(mean loss per predicted token) of `texts`, each as its own document.
+
+    Every token after the first of each text is predicted; the mean is over all of them (token-weighted,
+    so a long text counts more than a short one). Batches are right-padded and the padding is masked.
+    """
+    if not texts:
+        raise ValueError("perplexity of no texts")
     total, count = 0.0, 0
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        logits = model(**enc).logits[:, :-1].float()
-        target = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                                 ignore_index=-100, reduction="sum")
-        total += loss.item()
-        count += int((target != -100).sum())
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "right"  # left padding would shift the position ids of the shorter texts
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            logits = model(**enc).logits[:, :-1].float()
+            target = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+                                                     ignore_index=-100, reduction="sum")
+            total += loss.item()
+            count += int((target != -100).sum())
+    finally:
+        tokenizer.padding_side = old_side
     return math.exp(total / count)
 
 
-def qa_accuracy(model, tokenizer, people: list[Person], kind: str = "trained", paraphrase: int = 0,
-                attributes=ATTRIBUTES, max_new_tokens: int = 24, **generate_kwargs) -> dict:
-    """Exact-match accuracy per attribute for chat questions about `people`, and the stop rate."""
+def _paraphrase_index(paraphrase, i: int, n: int) -> int:
+    """Which wording question `i` uses: a fixed index, `"rotate"` (all `n` in turn), or a sequence in turn."""
+    if paraphrase == "rotate":
+        return i % n
+    choices = [paraphrase] if isinstance(paraphrase, int) else list(paraphrase) if isinstance(paraphrase, (list, tuple)) else []
+    if not choices or not all(isinstance(c, int) and 0 <= c < n for c in choices):
+        raise ValueError(f"paraphrase must be 'rotate', an index below {n} or a list of them, got {paraphrase!r}")
+    return choices[i % len(choices)]
+
+
+def few_shot_turns(world: World, person: Person, attribute: str, n_shots: int, kind: str = "trained",
+                   seed: int = 0) -> list[dict]:
+    """`n_shots` solved examples as earlier chat turns: the same kind of question about other people.
+
+    The shots are training-split people other than `person`, drawn with a seed that depends on the person,
+    answered in the canonical sentence (the phrasing SFT teaches in this course).
+    """
+    pool = [p for p in world.split(TRAIN_SPLIT) if p.name != person.name]
+    rng = random.Random(f"{seed}/{person.name}/{attribute}")
+    turns = []
+    for i, shot in enumerate(rng.sample(pool, n_shots)):
+        n = len(QUESTION_TEMPLATES[attribute][kind])
+        turns += [{"role": "user", "content": question(shot, attribute, i % n, kind)},
+                  {"role": "assistant", "content": canonical_sentence(shot, attribute)}]
+    return turns
+
+
+def qa_prompts(tokenizer, pairs: list[tuple[Person, str]], kind: str = "trained", paraphrase: int | str | list = 0,
+               n_shots: int = 0, world: World | None = None, seed: int = 0) -> list[str]:
+    """Chat prompts asking about each `(person, attribute)`, optionally after `n_shots` few-shot turns."""
+    if n_shots and world is None:
+        world = make_world()
+    prompts = []
+    for i, (p, a) in enumerate(pairs):
+        n = len(QUESTION_TEMPLATES[a][kind])
+        asked = question(p, a, _paraphrase_index(paraphrase, i, n), kind)
+        if not n_shots:
+            prompts.append(chat_prompt(tokenizer, asked))
+            continue
+        messages = few_shot_turns(world, p, a, n_shots, kind, seed) + [{"role": "user", "content": asked}]
+        prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return prompts
+
+
+def qa_accuracy(model, tokenizer, people: list[Person], kind: str = "trained", paraphrase: int | str | list = 0,
+                attributes=ATTRIBUTES, max_new_tokens: int = 24, n_shots: int = 0, world: World | None = None,
+                **generate_kwargs) -> dict:
+    """Ask every attribute of every person in chat format; score with `score_answers`.
+
+    `kind` picks trained or unseen question wordings; `paraphrase` one of them by index, `"rotate"` to cycle
+    through all of them over the questions, or a list of indices to cycle through (e.g. `[1, 2]`). `n_shots > 0` prepends that many solved examples about other
+    people (`few_shot_turns`). Correct means exact match and a stop within `max_new_tokens`.
+    """
     pairs = [(p, a) for a in attributes for p in people]
-    prompts = [chat_prompt(tokenizer, question(p, a, paraphrase, kind)) for p, a in pairs]
+    prompts = qa_prompts(tokenizer, pairs, kind, paraphrase, n_shots, world)
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
-    correct = {a: [] for a in attributes}
-    for (p, a), out in zip(pairs, outputs):
-        correct[a].append(out["stopped"] and is_correct_answer(out["text"], p, a))
-    per_attribute = {a: sum(v) / len(v) for a, v in correct.items()}
-    return {
-        "accuracy": sum(per_attribute.values()) / len(per_attribute),
-        "per_attribute": per_attribute,
-        "stop_rate": sum(o["stopped"] for o in outputs) / len(outputs),
-        "answers": [(p.name, a, o["text"], o["stopped"]) for (p, a), o in zip(pairs, outputs)],
-    }
+    return score_answers(pairs, outputs, attributes, end_of_turn_token(tokenizer))
+
+
+PROFILE_KEYS = ("name", *ATTRIBUTES)
+
+
+def score_json_answers(people: list[Person], texts: list[str]) -> dict:
+    """Score answers to "Give NAME's profile as JSON.".
+
+    `json_valid_rate`: the text parses as JSON. `format_compliance`: it is a JSON object with exactly the keys
+    name, birth_date, birth_city, university, major, employer and a string for each. `exact_match`: and every
+    value is right. `field_accuracy`: the share of the five facts right, over all answers.
+    """
+    if len(people) != len(texts) or not people:
+        raise ValueError(f"need one answer per person and at least one, got {len(people)} people and {len(texts)} answers")
+    valid, compliant, exact, fields = 0, 0, 0, 0
+    for p, text in zip(people, texts):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        valid += 1
+        if not (isinstance(parsed, dict) and set(parsed) == set(PROFILE_KEYS)
+                and all(isinstance(v, str) for v in parsed.values())):
+            continue
+        compliant += 1
+        exact += parsed == {"name": p.name, **p.facts}
+        fields += sum(parsed[a] == p.facts[a] for a in ATTRIBUTES)
+    n = len(people)
+    return {"json_valid_rate": valid / n, "format_compliance": compliant / n, "exact_match": exact / n,
+            "field_accuracy": fields / (n * len(ATTRIBUTES))}
 
 
 def json_task(model, tokenizer, people: list[Person], max_new_tokens: int = 96, **generate_kwargs) -> dict:
-    """The profile-as-JSON task: share of answers that parse as JSON with the right keys, and fully correct."""
+    """The profile-as-JSON task, a format pre-training never showed; scored by `score_json_answers`."""
     prompts = [chat_prompt(tokenizer, JSON_PROFILE_QUESTION.format(name=p.name)) for p in people]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
-    valid, exact = 0, 0
-    keys = {"name", *ATTRIBUTES}
-    for p, out in zip(people, outputs):
-        try:
-            parsed = json.loads(out["text"])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(parsed, dict) and set(parsed) == keys:
-            valid += 1
-            exact += parsed == {"name": p.name, **p.facts}
-    return {"format_compliance": valid / len(people), "exact_match": exact / len(people)}
+    report = score_json_answers(people, [o["text"] for o in outputs])
+    report["stop_rate"] = sum(ended_turn(o, end_of_turn_token(tokenizer)) for o in outputs) / len(outputs)
+    return report
+
+
+def sample_people(world: World, n_people: int | None, seed: int = 0) -> tuple[list[Person], list[Person]]:
+    """`(seen, held_out)`: a seeded sample of `n_people` of each split (None: all of them).
+
+    The same draws as `sft_course.experiment.evaluate_accuracy`, so both report on the same people.
+    """
+    seen, held_out = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
+    if n_people is None:
+        return seen, held_out
+    rng = random.Random(seed)
+    return rng.sample(seen, min(n_people, len(seen))), rng.sample(held_out, min(n_people, len(held_out)))
 
 
 def evaluate_model(model, tokenizer, world: World | None = None, n_people: int | None = 200,
-                   include_json: bool = True, seed: int = 0) -> dict:
+                   include_json: bool = True, n_shots: int = 3, seed: int = 0,
+                   seen: list[Person] | None = None, held_out: list[Person] | None = None) -> dict:
     """Every headline figure of the course for one model, as a flat dict of numbers.
 
-    `n_people` people per split (a seeded sample; None for all) keep it fast on a CPU.
+    `n_people` people per split (a seeded sample; None for all) keep it fast on a CPU. Pass `seen` to score
+    the people a run really trained on (a run on the first 100 training people has not seen the other 400),
+    `held_out` to choose the held-out people. Keys:
+
+    - `seen_accuracy`, `held_out_accuracy`: exact match, trained question wording (paraphrase 0), and
+      `seen_<attribute>` / `held_out_<attribute>` per attribute;
+    - `seen_unseen_paraphrase_accuracy`, `held_out_unseen_paraphrase_accuracy` and `..._unseen_<attribute>`:
+      the same with the question wordings SFT never trained on (both of them, alternating);
+    - `stop_rate`, `confident_wrong_rate`, `off_format_rate`, `lenient_accuracy`: on held-out people, trained
+      wording; `seen_confident_wrong_rate` on seen people;
+    - `few_shot_held_out_accuracy`, `few_shot_stop_rate`, `few_shot_confident_wrong_rate`,
+      `few_shot_lenient_accuracy`: the held-out questions after `n_shots` solved examples (0: skipped);
+    - `completion_probe_accuracy` on both splits; `perplexity` on fresh biographies of the held-out people;
+    - `json_valid_rate`, `json_format_compliance`, `json_exact_match`, `json_field_accuracy` (50 held-out people).
     """
     world = world or make_world()
-    rng = random.Random(seed)
-
-    def sample(split: str) -> list[Person]:
-        people = world.split(split)
-        return people if n_people is None or n_people >= len(people) else rng.sample(people, n_people)
-
-    seen, held_out = sample(TRAIN_SPLIT), sample(HELD_OUT_SPLIT)
+    sampled_seen, sampled_held_out = sample_people(world, n_people, seed)
+    seen, held_out = seen or sampled_seen, held_out or sampled_held_out
     seen_qa = qa_accuracy(model, tokenizer, seen)
     held_qa = qa_accuracy(model, tokenizer, held_out)
-    held_unseen = qa_accuracy(model, tokenizer, held_out, kind="unseen")
+    seen_unseen = qa_accuracy(model, tokenizer, seen, kind="unseen", paraphrase="rotate")
+    held_unseen = qa_accuracy(model, tokenizer, held_out, kind="unseen", paraphrase="rotate")
     probe = completion_probe(model, tokenizer, seen + held_out)
     report = {
+        "n_people": len(held_out),
         "seen_accuracy": seen_qa["accuracy"],
         "held_out_accuracy": held_qa["accuracy"],
+        "seen_unseen_paraphrase_accuracy": seen_unseen["accuracy"],
         "held_out_unseen_paraphrase_accuracy": held_unseen["accuracy"],
         "completion_probe_accuracy": probe["accuracy"],
         "stop_rate": held_qa["stop_rate"],
+        "confident_wrong_rate": held_qa["confident_wrong_rate"],
+        "seen_confident_wrong_rate": seen_qa["confident_wrong_rate"],
+        "off_format_rate": held_qa["off_format_rate"],
+        "lenient_accuracy": held_qa["lenient_accuracy"],
         "perplexity": perplexity(model, tokenizer, fresh_biographies(world, held_out)),
         **{f"held_out_{a}": v for a, v in held_qa["per_attribute"].items()},
         **{f"seen_{a}": v for a, v in seen_qa["per_attribute"].items()},
+        **{f"held_out_unseen_{a}": v for a, v in held_unseen["per_attribute"].items()},
+        **{f"seen_unseen_{a}": v for a, v in seen_unseen["per_attribute"].items()},
     }
+    if n_shots:
+        few = qa_accuracy(model, tokenizer, held_out, n_shots=n_shots, world=world)
+        report.update({"few_shot_held_out_accuracy": few["accuracy"], "few_shot_stop_rate": few["stop_rate"],
+                       "few_shot_confident_wrong_rate": few["confident_wrong_rate"],
+                       "few_shot_lenient_accuracy": few["lenient_accuracy"]})
     if include_json:
         js = json_task(model, tokenizer, held_out[:50])
-        report["json_format_compliance"] = js["format_compliance"]
-        report["json_exact_match"] = js["exact_match"]
+        report.update({"json_valid_rate": js["json_valid_rate"], "json_format_compliance": js["format_compliance"],
+                       "json_exact_match": js["exact_match"], "json_field_accuracy": js["field_accuracy"]})
     return {k: round(v, 4) for k, v in report.items()}

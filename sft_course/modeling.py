@@ -53,6 +53,8 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
                 f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: "
                 "run `sft-course pretrain --out data/base-model` or check out the repository's data/ folder"
             )
+    if (Path(name_or_path) / "adapter_config.json").exists():
+        return _load_adapter(name_or_path, device)
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.pad_token is None:  # many hub base models ship without one; never reuse EOS for padding
         tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
@@ -60,5 +62,25 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     model.to(device or pick_device())
+    model.eval()
+    return model, tokenizer
+
+
+def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None = None):
+    """A PEFT adapter folder (what `sft-course sft --method lora` saves): its base model, then the adapter.
+
+    The base is `base_model_name_or_path` of `adapter_config.json`; the tokenizer is the folder's own when
+    it was saved there. Returns `(PeftModel, tokenizer)`, adapters not merged.
+    """
+    from peft import PeftConfig, PeftModel
+
+    base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+    if not base:
+        raise ValueError(f"{Path(folder) / 'adapter_config.json'}: base_model_name_or_path is empty, so the base "
+                         "model to put the adapter on is unknown")
+    model, tokenizer = load_base_model(base, device)
+    if (Path(folder) / "tokenizer_config.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = PeftModel.from_pretrained(model, str(folder))
     model.eval()
     return model, tokenizer
