@@ -248,3 +248,33 @@ def test_extra_train_tokens_are_trained_and_bad_ids_refused(tokenizer):
     torch.testing.assert_close(outputs_after, inputs_after, rtol=0, atol=0)
     with pytest.raises(ValueError, match="token ids"):
         add_lora(tiny_model(tokenizer), tokenizer, train_tokens=[10**6])
+
+
+def test_cli_lora_defaults_train_the_new_token_rows_and_save_a_loadable_adapter(tmp_path, capsys):
+    """`sft-course sft --method lora` on a tiny budget: the adapter holds LoRA plus the new-token rows, and loads."""
+    import json
+
+    from sft_course import BUNDLED_MODEL_DIR
+    from sft_course.cli import main
+    from sft_course.lora import default_lora_options
+    from sft_course.experiment import training_rows
+
+    if not (BUNDLED_MODEL_DIR / "config.json").exists():
+        pytest.skip("the bundled base model is not there yet")
+    rows = training_rows("sentence", n_people=8)
+    options = default_lora_options(8, 16, rows)
+    bundled_tok = load_base_model(device="cpu")[1]
+    when = bundled_tok("When", add_special_tokens=False)["input_ids"]
+    assert set(chat_token_ids(bundled_tok)) | set(when) <= set(options["train_tokens"])
+    assert "train_tokens" not in default_lora_options(8, 16, rows, model_name="some-org/some-hub-model")
+
+    out = tmp_path / "adapter"
+    assert main(["sft", "--method", "lora", "--out", str(out), "--people", "8", "--epochs", "1",
+                 "--eval-people", "4"]) == 0
+    summary = json.loads([line for line in capsys.readouterr().out.splitlines() if line.strip()][-1])
+    model, _ = load_base_model(out, device="cpu")
+    assert isinstance(model, PeftModel)
+    n_lora = expected_lora_parameters(load_base_model(device="cpu")[0], 8)
+    assert summary["trainable_params"] == n_lora + len(options["train_tokens"]) * model.config.hidden_size
+    assert summary["trainable_params"] <= 0.1 * total_parameters(load_base_model(device="cpu")[0])
+    assert adapter_size_bytes(out) < weights_size_bytes(BUNDLED_MODEL_DIR) / 5
