@@ -30,6 +30,7 @@ def _eval(args) -> int:
 
 def _sft(args) -> int:
     from sft_course.experiment import run_sft, training_rows
+    from sft_course.modeling import save_model
     from sft_course.training import TrainConfig
 
     lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 6e-4)
@@ -50,8 +51,7 @@ def _sft(args) -> int:
                   n_eval_people=args.eval_people, seed=args.seed, accelerator=accelerator)
     if accelerator is not None and not accelerator.is_main_process:
         return 0
-    run.model.save_pretrained(args.out)
-    run.tokenizer.save_pretrained(args.out)
+    save_model(run.model, run.tokenizer, args.out)
     print(json.dumps({**run.summary, "lr": lr, "out": str(args.out)}))
     return 0
 

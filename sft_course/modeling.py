@@ -11,7 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTr
 from sft_course.tokenizer import IM_END
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_MODEL_DIR = REPO_ROOT / "data" / "base-model"
+BUNDLED_MODEL_NAME = "data/base-model"  # how a saved adapter names the bundled base: relative, so a clone can move
+BUNDLED_MODEL_DIR = REPO_ROOT / BUNDLED_MODEL_NAME
 
 
 def base_model_config(tokenizer: PreTrainedTokenizerBase, hidden_size: int = 128, n_layers: int = 4) -> LlamaConfig:
@@ -66,6 +67,34 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
     return model, tokenizer
 
 
+def _resolve_base(base: str) -> str:
+    """A local base path as written (relative to the working directory), else relative to this repository
+    (`data/base-model` from a notebook in `notebooks/`), else unchanged: a hub id for `from_pretrained`."""
+    if Path(base).exists() or not (REPO_ROOT / base).exists():
+        return base
+    return str(REPO_ROOT / base)
+
+
+def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
+    """Save a fine-tuned model, or only its LoRA adapter, with the tokenizer, so `load_base_model(folder)` loads it.
+
+    An adapter on the bundled model records its base as `data/base-model`, relative to the repository,
+    instead of this machine's absolute path, so the adapter still loads after the clone is moved or copied.
+    """
+    folder = Path(folder)
+    config = getattr(model, "peft_config", {}).get("default")
+    recorded = config.base_model_name_or_path if config is not None else None
+    if recorded and Path(recorded).resolve() == BUNDLED_MODEL_DIR.resolve():
+        config.base_model_name_or_path = BUNDLED_MODEL_NAME
+    try:
+        model.save_pretrained(folder)
+    finally:
+        if recorded:
+            config.base_model_name_or_path = recorded
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None = None):
     """A PEFT adapter folder (what `sft-course sft --method lora` saves): its base model, then the adapter.
 
@@ -78,7 +107,7 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
     if not base:
         raise ValueError(f"{Path(folder) / 'adapter_config.json'}: base_model_name_or_path is empty, so the base "
                          "model to put the adapter on is unknown")
-    model, tokenizer = load_base_model(base, device)
+    model, tokenizer = load_base_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = PeftModel.from_pretrained(model, str(folder))

@@ -278,3 +278,35 @@ def test_cli_lora_defaults_train_the_new_token_rows_and_save_a_loadable_adapter(
     assert summary["trainable_params"] == n_lora + len(options["train_tokens"]) * model.config.hidden_size
     assert summary["trainable_params"] <= 0.1 * total_parameters(load_base_model(device="cpu")[0])
     assert adapter_size_bytes(out) < weights_size_bytes(BUNDLED_MODEL_DIR) / 5
+
+
+def test_adapter_on_the_bundled_model_names_its_base_relatively_and_loads_from_anywhere(tmp_path, monkeypatch):
+    import json
+
+    from sft_course.modeling import BUNDLED_MODEL_DIR, BUNDLED_MODEL_NAME, save_model
+
+    if not (BUNDLED_MODEL_DIR / "config.json").exists():
+        pytest.skip("the bundled base model is not there yet")
+    model, tok = load_base_model(device="cpu")
+    lora = add_lora(model, tok)
+    train_a_few_steps(lora, tok)
+    ids = probe_ids(tok)
+    expected = logits(lora, ids)
+    save_model(lora, tok, tmp_path / "adapter")
+
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == BUNDLED_MODEL_NAME  # not this machine's absolute path
+    assert lora.peft_config["default"].base_model_name_or_path == str(BUNDLED_MODEL_DIR)  # the live model unchanged
+    monkeypatch.chdir(tmp_path)  # a working directory where data/base-model does not exist
+    loaded, _ = load_base_model(tmp_path / "adapter", device="cpu")
+    assert torch.equal(logits(loaded, ids), expected)
+
+
+def test_save_model_saves_a_plain_model_whole(tokenizer, tmp_path):
+    from sft_course.modeling import save_model
+
+    model = tiny_model(tokenizer)
+    save_model(model, tokenizer, tmp_path / "plain")
+    loaded, _ = load_base_model(tmp_path / "plain", device="cpu")
+    ids = probe_ids(tokenizer)
+    assert torch.equal(logits(loaded, ids), logits(model, ids))
