@@ -96,6 +96,50 @@ def classify_answer(answer: str, stopped: bool, person: Person, attribute: str) 
     return "correct" if value == person.facts[attribute] else "confident_wrong"
 
 
+ERROR_KINDS = ("correct", "no_stop", "wrong_name", "other_question", "wrong_value", "other")
+
+
+def _relation_prefixes(person: Person, attribute: str) -> list[str]:
+    """Every pre-training phrasing of `attribute` about `person`, cut before the value ("NAME was born in")."""
+    return [t[: t.index(" {value}")].format(name=person.name) for t in BIO_TEMPLATES[attribute]]
+
+
+def error_kind(answer: str, stopped: bool, person: Person, attribute: str) -> str:
+    """Which part of a sentence answer went wrong: one of `ERROR_KINDS`.
+
+    `correct` and `no_stop` as in `classify_answer`. Otherwise the answer is read left to right, the way it
+    was generated: `wrong_value` when it begins like a statement of the asked fact about this person but
+    states the wrong value (or no well-formed one); `other_question` when it begins like a statement of
+    another of this person's facts (the question was misread); `wrong_name` when it does not begin with this
+    person's name at all; `other` for anything else.
+    """
+    outcome = classify_answer(answer, stopped, person, attribute)
+    if outcome in ("correct", "no_stop"):
+        return outcome
+    answer = answer.strip()
+    if any(answer.startswith(prefix + " ") for prefix in _relation_prefixes(person, attribute)):
+        return "wrong_value"
+    if any(answer.startswith(prefix + " ") for other in ATTRIBUTES if other != attribute
+           for prefix in _relation_prefixes(person, other)):
+        return "other_question"
+    if not answer.startswith(person.name + " ") and not answer.startswith(person.name + "'"):
+        return "wrong_name"
+    return "other"
+
+
+def error_kind_rates(scored: dict, people: list[Person]) -> dict:
+    """Share of each of `ERROR_KINDS` over the answers of a `score_answers` / `qa_accuracy` result about `people`."""
+    by_name = {p.name: p for p in people}
+    answers = scored["answers"]
+    if not answers:
+        raise ValueError("no answers to diagnose")
+    missing = sorted({name for name, *_ in answers} - set(by_name))
+    if missing:
+        raise ValueError(f"answers about people not in `people`: {missing[:3]}")
+    kinds = [error_kind(text, ended, by_name[name], attribute) for name, attribute, text, ended, _ in answers]
+    return {kind: kinds.count(kind) / len(kinds) for kind in ERROR_KINDS}
+
+
 def first_sentence(text: str) -> str:
     """`text` up to and including its first full stop or line break: a lenient reading of a run-on answer."""
     match = re.search(r"\.(?=\s|$)|\n", text)

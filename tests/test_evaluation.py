@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 
 from sft_course import load_base_model
 from sft_course.evaluation import (
+    ERROR_KINDS,
     OUTCOMES,
     classify_answer,
+    error_kind,
+    error_kind_rates,
     evaluate_model,
     few_shot_turns,
     first_sentence,
@@ -252,3 +255,34 @@ def test_cli_eval_prints_the_report_as_the_last_line():
     report = json.loads(buffer.getvalue().strip().splitlines()[-1])
     assert REQUIRED_KEYS - {"json_format_compliance", "json_valid_rate"} <= set(report)
     assert "json_format_compliance" not in report
+
+
+def test_error_kind_says_which_part_of_the_answer_went_wrong():
+    p, other = PEOPLE[0], PEOPLE[1]
+    city, date = p.facts["birth_city"], p.facts["birth_date"]
+    other_city = next(c for c in ("Tampa", "Denver") if c != city)
+    assert error_kind(f"{p.name} was born in {city}.", True, p, "birth_city") == "correct"
+    assert error_kind(f"{p.name} was born in {city}.", False, p, "birth_city") == "no_stop"
+    assert error_kind(f"{p.name} was born in {other_city}.", True, p, "birth_city") == "wrong_value"
+    assert error_kind(f"{p.name} is a native of {other_city}.", True, p, "birth_city") == "wrong_value"
+    assert error_kind(f"{p.name} was born in Tampa Bay.", True, p, "birth_city") == "wrong_value"  # no such city
+    assert error_kind(f"{p.name} was born on {date}.", True, p, "birth_city") == "other_question"
+    assert error_kind(f"{p.name} works for {p.facts['employer']}.", True, p, "birth_city") == "other_question"
+    assert error_kind(f"{other.name} was born in {city}.", True, p, "birth_city") == "wrong_name"
+    assert error_kind(f"{p.name} likes long walks.", True, p, "birth_city") == "other"
+
+
+def test_error_kind_rates_cover_every_answer_and_name_unknown_people():
+    pairs = [(p, a) for a in ("birth_city", "employer") for p in PEOPLE[:2]]
+    texts = [canonical_sentence(PEOPLE[0], "birth_city"), f"{PEOPLE[0].name} majored in Music.",
+             canonical_sentence(PEOPLE[1], "employer"), f"{PEOPLE[1].name} likes tea."]
+    outputs = [{"text": t, "stopped": True} for t in texts]
+    # pairs order: (p0, city), (p1, city), (p0, employer), (p1, employer)
+    rates = error_kind_rates(score_answers(pairs, outputs), PEOPLE[:2])
+    assert set(rates) == set(ERROR_KINDS)
+    assert math.isclose(sum(rates.values()), 1.0)
+    assert rates["correct"] == 0.25  # only (p0, city) is right
+    assert rates["wrong_name"] == 0.5  # p0's name in the answer about p1, and p1's in the answer about p0
+    assert rates["other"] == 0.25  # the right name, then no statement of a fact
+    with pytest.raises(ValueError, match=PEOPLE[1].name):
+        error_kind_rates(score_answers(pairs, outputs), PEOPLE[:1])
