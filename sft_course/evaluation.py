@@ -44,6 +44,7 @@ from sft_course.world import (
     biography,
     canonical_sentence,
     make_world,
+    probe_prefix,
     question,
 )
 
@@ -101,7 +102,7 @@ ERROR_KINDS = ("correct", "no_stop", "wrong_name", "other_question", "wrong_valu
 
 def _relation_prefixes(person: Person, attribute: str) -> list[str]:
     """Every pre-training phrasing of `attribute` about `person`, cut before the value ("NAME was born in")."""
-    return [t[: t.index(" {value}")].format(name=person.name) for t in BIO_TEMPLATES[attribute]]
+    return [probe_prefix(person, attribute, i) for i in range(len(BIO_TEMPLATES[attribute]))]
 
 
 def error_kind(answer: str, stopped: bool, person: Person, attribute: str) -> str:
@@ -122,7 +123,7 @@ def error_kind(answer: str, stopped: bool, person: Person, attribute: str) -> st
     if any(answer.startswith(prefix + " ") for other in ATTRIBUTES if other != attribute
            for prefix in _relation_prefixes(person, other)):
         return "other_question"
-    if not answer.startswith(person.name + " ") and not answer.startswith(person.name + "'"):
+    if not re.match(re.escape(person.name) + r"\b", answer):
         return "wrong_name"
     return "other"
 

@@ -127,9 +127,9 @@ def canonical_sentence(person: Person, attribute: str) -> str:
     return BIO_TEMPLATES[attribute][0].format(name=person.name, value=person.facts[attribute])
 
 
-def probe_prefix(person: Person, attribute: str) -> str:
-    """The canonical sentence cut just before the fact: "Yuri Blackwood was born in"."""
-    template = BIO_TEMPLATES[attribute][0]
+def probe_prefix(person: Person, attribute: str, paraphrase: int = 0) -> str:
+    """A biography sentence cut just before the fact: "Yuri Blackwood was born in" (the canonical one, 0)."""
+    template = BIO_TEMPLATES[attribute][paraphrase]
     return template[: template.index(" {value}")].format(name=person.name)
 
 

@@ -270,6 +270,8 @@ def test_error_kind_says_which_part_of_the_answer_went_wrong():
     assert error_kind(f"{p.name} works for {p.facts['employer']}.", True, p, "birth_city") == "other_question"
     assert error_kind(f"{other.name} was born in {city}.", True, p, "birth_city") == "wrong_name"
     assert error_kind(f"{p.name} likes long walks.", True, p, "birth_city") == "other"
+    assert error_kind(f"{p.name}.", True, p, "birth_city") == "other"
+    assert error_kind(f"{p.name}son was born in {city}.", True, p, "birth_city") == "wrong_name"
 
 
 def test_error_kind_rates_cover_every_answer_and_name_unknown_people():
