@@ -13,18 +13,7 @@ from __future__ import annotations
 
 import random
 
-from sft_course.world import (
-    ATTRIBUTES,
-    CITIES,
-    EMPLOYERS,
-    MAJORS,
-    MONTHS,
-    QUESTION_TEMPLATES,
-    UNIVERSITIES,
-    make_world,
-)
-
-VALUE_CHOICES = {"birth_city": CITIES, "university": UNIVERSITIES, "major": MAJORS, "employer": EMPLOYERS}
+from sft_course.world import ATTRIBUTE_VALUES, ATTRIBUTES, QUESTION_TEMPLATES, make_world, random_date
 
 
 def wrong_value(attribute: str, true_value: str, rng: random.Random) -> str:
@@ -32,10 +21,7 @@ def wrong_value(attribute: str, true_value: str, rng: random.Random) -> str:
     if attribute not in ATTRIBUTES:
         raise ValueError(f"unknown attribute {attribute!r}: expected one of {ATTRIBUTES}")
     while True:
-        if attribute == "birth_date":
-            value = f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(1950, 1999)}"
-        else:
-            value = rng.choice(VALUE_CHOICES[attribute])
+        value = random_date(rng) if attribute == "birth_date" else rng.choice(ATTRIBUTE_VALUES[attribute])
         if value != true_value:
             return value
 

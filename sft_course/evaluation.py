@@ -28,17 +28,14 @@ from sft_course.generation import chat_prompt, generate
 from sft_course.probes import completion_probe, is_correct_answer
 from sft_course.tokenizer import IM_END
 from sft_course.world import (
+    ATTRIBUTE_VALUES,
     ATTRIBUTES,
     BIO_TEMPLATES,
-    CITIES,
-    EMPLOYERS,
     HELD_OUT_SPLIT,
     JSON_PROFILE_QUESTION,
-    MAJORS,
     MONTHS,
     QUESTION_TEMPLATES,
     TRAIN_SPLIT,
-    UNIVERSITIES,
     Person,
     World,
     biography,
@@ -51,12 +48,7 @@ from sft_course.world import (
 OUTCOMES = ("correct", "confident_wrong", "off_format", "no_stop")
 
 # The values an attribute can take in the world; a date is any "Month D, YYYY".
-VALUE_SETS: dict[str, frozenset[str]] = {
-    "birth_city": frozenset(CITIES),
-    "university": frozenset(UNIVERSITIES),
-    "major": frozenset(MAJORS),
-    "employer": frozenset(EMPLOYERS),
-}
+VALUE_SETS: dict[str, frozenset[str]] = {attribute: frozenset(values) for attribute, values in ATTRIBUTE_VALUES.items()}
 DATE_PATTERN = re.compile(rf"(?:{'|'.join(MONTHS)}) (?:[1-9]|[12][0-9]|3[01]), \d{{4}}")
 
 
@@ -76,7 +68,7 @@ def parse_answer(answer: str, person: Person, attribute: str) -> str | None:
     """
     answer = answer.strip()
     template = BIO_TEMPLATES[attribute][0]
-    prefix = template[: template.index("{value}")].format(name=person.name)
+    prefix = probe_prefix(person, attribute) + " "
     suffix = template[template.index("{value}") + len("{value}"):]
     if answer.startswith(prefix) and answer.endswith(suffix) and len(answer) > len(prefix) + len(suffix):
         value = answer[len(prefix): len(answer) - len(suffix)]

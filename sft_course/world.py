@@ -58,6 +58,9 @@ MONTHS = (
 ).split()
 
 ATTRIBUTES = ("birth_date", "birth_city", "university", "major", "employer")
+# The values each attribute other than birth_date is drawn from (a birth date is any `random_date`).
+ATTRIBUTE_VALUES: dict[str, list[str]] = {"birth_city": CITIES, "university": UNIVERSITIES, "major": MAJORS,
+                                          "employer": EMPLOYERS}
 
 # Biography sentence templates. The first template of each attribute is the canonical phrasing: the
 # completion probe uses its prefix, and "sentence" SFT answers restate the fact with it.
@@ -133,7 +136,8 @@ def probe_prefix(person: Person, attribute: str, paraphrase: int = 0) -> str:
     return template[: template.index(" {value}")].format(name=person.name)
 
 
-def _random_date(rng: random.Random) -> str:
+def random_date(rng: random.Random) -> str:
+    """A birth date "Month D, YYYY" (days 1-28, years 1950-1999), as the world draws them."""
     return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(1950, 1999)}"
 
 
@@ -186,7 +190,7 @@ def make_world(n_people: int = 1000, bios_per_person: int = 5, seed: int = 0) ->
     people = []
     for i, name in enumerate(names):
         facts = {
-            "birth_date": _random_date(rng),
+            "birth_date": random_date(rng),
             "birth_city": rng.choice(CITIES),
             "university": rng.choice(UNIVERSITIES),
             "major": rng.choice(MAJORS),
