@@ -17,6 +17,7 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sft_course.errors import DataError
 from sft_course.world import (
     ATTRIBUTES,
     JSON_PROFILE_QUESTION,
@@ -47,7 +48,7 @@ SEED_EXAMPLE_LINES = (
 DATA_SHUFFLE_SEED = 1234
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """A bad example: `path` and 1-based `line` say where (None for a row not read from a file), `field` what."""
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None, line: int | None = None,

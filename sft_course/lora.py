@@ -22,11 +22,11 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from sft_course.masking import tokenize_example
+from sft_course.modeling import ADAPTER_WEIGHT_FILES  # noqa: F401  (re-exported: lora.ADAPTER_WEIGHT_FILES)
 from sft_course.tokenizer import IM_END, IM_START
 from sft_course.training import per_token_loss
 
 ADAM_STATES_PER_PARAM = 2  # AdamW keeps exp_avg and exp_avg_sq for each trainable parameter
-ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def chat_token_ids(tokenizer) -> list[int]:
