@@ -71,6 +71,7 @@ def run_sft(
     progress: bool = True,
     seed: int = 0,
     accelerator=None,
+    resume: bool = False,
 ) -> SFTRun:
     """Fine-tune (the bundled base model by default) on questions about the training people; evaluate.
 
@@ -78,6 +79,7 @@ def run_sft(
     `method="lora"` wraps the model with PEFT LoRA (`sft_course.lora.add_lora(**lora_options)`).
     Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each).
     An `accelerate.Accelerator` spreads each step over the processes of `accelerate launch`.
+    `resume=True` continues from the checkpoint in `config.checkpoint_dir` (`training.train`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -92,7 +94,7 @@ def run_sft(
 
         model = add_lora(model, tokenizer, **(lora_options or {}))
     result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
-                   progress=progress, accelerator=accelerator)
+                   progress=progress, accelerator=accelerator, resume=resume)
     summary = {
         "method": method,
         "answers": answers,

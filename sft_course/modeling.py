@@ -111,7 +111,7 @@ def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as error:
-        return f"no network connection to {host}:{port} ({error.strerror or error})"
+        return f"no network: cannot connect to {host}:{port}, {error.strerror or error}"
     return None
 
 
@@ -135,14 +135,15 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
         missing = []
         if CONFIG_FILE not in names:
             missing.append(CONFIG_FILE)
-        if not any(path.glob(pattern) for pattern in WEIGHT_PATTERNS):
+        if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
             missing.append("weights (*.safetensors or *.bin)")
         if not names & set(TOKENIZER_FILES):
             missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES[:2])})")
         if missing:
-            hint = ("; run `sft-course pretrain --out data/base-model` or check out the repository's data/ folder"
+            hint = ("; run `sft-course pretrain --out data/base-model --overwrite` or check out the repository's "
+                    "data/ folder"
                     if bundled else "")
-            raise ModelFolderError(f"{path} is not a model folder: it has no {', no '.join(missing)}{hint}")
+            raise ModelFolderError(f"{path} is not a model folder: it lacks {', '.join(missing)}{hint}")
         return
     if path.exists():
         raise ModelFolderError(f"{path} is a file, not a model folder")
