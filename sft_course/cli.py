@@ -178,7 +178,7 @@ def _check_checkpoint_dir(args) -> None:
 def _sft(args) -> int:
     from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
-    from sft_course.training import TrainConfig
+    from sft_course.training import CHECKPOINT_FILE, TrainConfig
 
     check_output_folder(args.out, args.overwrite)
     if args.checkpoint_dir:
@@ -203,8 +203,11 @@ def _sft(args) -> int:
         accelerator = Accelerator()
     is_main = accelerator is None or accelerator.is_main_process
     if args.checkpoint_dir and is_main:
-        Path(args.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.checkpoint_dir) / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
+        folder = Path(args.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not args.resume:  # --overwrite: the old run's checkpoint must not be resumed with this run's options
+            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+        (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
                   train_rows=rows, model_name=args.model, n_eval_people=args.eval_people, seed=args.seed,
                   accelerator=accelerator, resume=args.resume)

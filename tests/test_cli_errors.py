@@ -322,6 +322,7 @@ def test_overwrite_allows_a_fresh_run_over_an_old_checkpoint(workdir, capsys, mo
     assert (code, err) == (1, "error: stop here\n")
     assert seen["resume"] is False and seen["config"].save_every == 3 and seen["config"].checkpoint_dir == "ckpt"
     assert (workdir / "runs" / "full" / "keep.txt").exists()  # not replaced: the run did not finish
+    assert not (workdir / "ckpt" / "checkpoint.pt").exists()  # the old run's checkpoint cannot be resumed by mistake
 
 
 def test_checkpoint_dir_alone_saves_every_default_steps(workdir, capsys, monkeypatch):
