@@ -1,5 +1,8 @@
 """The `sft-course` command line: pretrain, make-data, validate, sft, eval.
 
+`--people N` always means the people trained on (`sft`: the first N training people); `--eval-people N` the
+people per split that evaluation scores (a seeded sample, in `sft` and `eval` alike).
+
 How it fails:
 - every argument is checked by the parser (types, ranges, choices, combinations that make no sense):
   argparse's usage error, exit 2, before anything is loaded or written;
@@ -28,11 +31,21 @@ import tempfile
 import threading
 from pathlib import Path
 
+from sft_course.defaults import (
+    ANSWER_STYLES,
+    BATCH_SIZE,
+    EPOCHS,
+    LEARNING_RATES,
+    LORA_ALPHA,
+    LORA_RANK,
+    METHODS,
+    PRETRAIN_LR,
+    PRETRAIN_STEPS,
+    PRETRAIN_WARMUP_STEPS,
+)
 from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
 
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
-DEFAULT_LR = {"full": 6e-4, "lora": 3e-3}
-DEFAULT_RANK, DEFAULT_ALPHA = 8, 16.0
 DEFAULT_SAVE_EVERY = 50
 SFT_OPTIONS_FILE = "sft_options.json"  # next to the checkpoint: the options that a --resume must repeat
 RESUME_OPTIONS = ("method", "answers", "model", "lr", "epochs", "batch_size", "rank", "alpha", "people", "seed")
@@ -140,10 +153,10 @@ def _pretrain(args) -> int:
 
 def _eval(args) -> int:
     from sft_course.evaluation import evaluate_model
-    from sft_course.modeling import load_base_model
+    from sft_course.modeling import load_model
 
-    model, tokenizer = load_base_model(args.model)
-    report = evaluate_model(model, tokenizer, n_people=args.people, include_json=not args.no_json)
+    model, tokenizer = load_model(args.model)
+    report = evaluate_model(model, tokenizer, n_people=args.eval_people, include_json=not args.no_json)
     print(json.dumps(report))
     return 0
 
@@ -176,7 +189,7 @@ def _check_checkpoint_dir(args) -> None:
 
 
 def _sft(args) -> int:
-    from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
+    from sft_course.experiment import SFT_DATA_DIR, default_lora_options, run_sft, training_rows
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
     from sft_course.training import CHECKPOINT_FILE, TrainConfig
 
@@ -192,9 +205,7 @@ def _sft(args) -> int:
                          checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
-    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training (sft_course.lora)
-        from sft_course.lora import default_lora_options
-
+    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training
         lora_options = default_lora_options(args.rank, args.alpha, rows, args.model)
     accelerator = None
     if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
@@ -209,8 +220,8 @@ def _sft(args) -> int:
             (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
         (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
-                  train_rows=rows, model_name=args.model, n_eval_people=args.eval_people, seed=args.seed,
-                  accelerator=accelerator, resume=args.resume)
+                  train_rows=rows, model_name=args.model, n_eval_people=args.eval_people, accelerator=accelerator,
+                  resume=args.resume)
     if not is_main:
         return 0
 
@@ -274,10 +285,10 @@ def _sft_combinations(args) -> str | None:
             return "--checkpoint-dir must be outside --out (the model folder is replaced when the run ends)"
     # defaults that depend on the method or on --checkpoint-dir
     if args.lr is None:
-        args.lr = DEFAULT_LR[args.method]
+        args.lr = LEARNING_RATES[args.method]
     if args.method == "lora":
-        args.rank = DEFAULT_RANK if args.rank is None else args.rank
-        args.alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+        args.rank = LORA_RANK if args.rank is None else args.rank
+        args.alpha = LORA_ALPHA if args.alpha is None else args.alpha
     if args.checkpoint_dir and args.save_every is None:
         args.save_every = DEFAULT_SAVE_EVERY
     return None
@@ -298,9 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pre-train the bundled base model from scratch")
     p.add_argument("--out", default="data/base-model", help="folder to write (refused if not empty, see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new model is saved")
-    p.add_argument("--steps", type=positive_int, default=3600)
-    p.add_argument("--lr", type=positive_float, default=3e-3)
-    p.add_argument("--warmup-steps", type=non_negative_int, default=100)
+    p.add_argument("--steps", type=positive_int, default=PRETRAIN_STEPS)
+    p.add_argument("--lr", type=positive_float, default=PRETRAIN_LR)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=PRETRAIN_WARMUP_STEPS)
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of initialisation and data order (the world is fixed)")
     p.add_argument("--init-from", default=None, help="continue pre-training this saved model (a second stage)")
@@ -315,23 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_validate, parser=p)
 
     p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
-    p.add_argument("--method", choices=("full", "lora"), default="full")
-    p.add_argument("--answers", choices=("sentence", "short"), default="sentence")
+    p.add_argument("--method", choices=METHODS, default="full")
+    p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
     p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format); "
                    "written at the end, refused if not empty (see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out (once the new model is saved) or a checkpoint in --checkpoint-dir")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help=f"peak learning rate (default {DEFAULT_LR['full']:g} full, {DEFAULT_LR['lora']:g} LoRA)")
-    p.add_argument("--epochs", type=positive_float, default=2.0)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {DEFAULT_RANK})")
-    p.add_argument("--alpha", type=positive_float, default=None, help=f"LoRA alpha (default {DEFAULT_ALPHA:g})")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: "
+                   + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + ")")
+    p.add_argument("--epochs", type=positive_float, default=EPOCHS)
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {LORA_RANK})")
+    p.add_argument("--alpha", type=positive_float, default=None, help=f"LoRA alpha (default {LORA_ALPHA:g})")
     p.add_argument("--people", type=people_count, default=None,
-                   help=f"train on the first N training people only (1..{PEOPLE_PER_SPLIT})")
+                   help=f"train on the questions about the first N training people only (1..{PEOPLE_PER_SPLIT}, "
+                        "default: all)")
     p.add_argument("--eval-people", type=people_count, default=None,
-                   help=f"people per split to evaluate (1..{PEOPLE_PER_SPLIT}, default: all)")
+                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--checkpoint-dir", default=None,
                    help="save a checkpoint (model, optimizer, step, history) in this folder while training")
@@ -344,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
-    p.add_argument("--people", type=people_count, default=None,
-                   help=f"people per split (1..{PEOPLE_PER_SPLIT}, default: all)")
+    p.add_argument("--eval-people", type=people_count, default=None,
+                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all), "
+                        "as in `sft --eval-people`")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
     p.set_defaults(func=_eval, parser=p)
     for p in (parser, *sub.choices.values()):

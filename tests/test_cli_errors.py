@@ -135,10 +135,11 @@ SFT = [
 ]
 
 EVAL = [
-    (["--people", "-3"], 2, "--people: must be at least 1, got -3"),
-    (["--people", "0"], 2, "--people: must be at least 1"),
-    (["--people", "many"], 2, "--people: expected an integer"),
-    (["--people", f"{PEOPLE_PER_SPLIT + 1}"], 2, f"--people: must be at most {PEOPLE_PER_SPLIT}"),
+    (["--eval-people", "-3"], 2, "--eval-people: must be at least 1, got -3"),
+    (["--eval-people", "0"], 2, "--eval-people: must be at least 1"),
+    (["--eval-people", "many"], 2, "--eval-people: expected an integer"),
+    (["--eval-people", f"{PEOPLE_PER_SPLIT + 1}"], 2, f"--eval-people: must be at most {PEOPLE_PER_SPLIT}"),
+    (["--people", "3"], 2, "unrecognized arguments: --people 3"),
     (["--model", "runs/typo"], 1, "runs/typo: no such model folder"),
     (["--model", "runs/no-weights"], 1, "runs/no-weights is not a model folder: it lacks weights"),
     (["--model", "runs"], 1, "runs is not a model folder: it lacks config.json, weights"),
@@ -298,7 +299,7 @@ def test_sft_training_log_and_options_file_are_plain_json(workdir, capsys, monke
     log = json.loads((workdir / "runs" / "new" / "training_log.json").read_text())
     assert [h["loss"] for h in log] == [2.5, 2.0] and log[1]["eval_loss"] == 2.2 and "eval_loss" not in log[0]
     options = json.loads((workdir / "runs" / "ck" / cli.SFT_OPTIONS_FILE).read_text())
-    assert options["people"] == 2 and options["lr"] == cli.DEFAULT_LR["full"] and options["rank"] is None
+    assert options["people"] == 2 and options["lr"] == cli.LEARNING_RATES["full"] and options["rank"] is None
 
 
 def test_resume_with_other_options_is_refused(workdir, capsys):

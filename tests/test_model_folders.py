@@ -8,7 +8,7 @@ import pytest
 
 from sft_course import modeling
 from sft_course.errors import HubUnreachableError, ModelFolderError
-from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_base_model, looks_like_hub_id
+from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model, looks_like_hub_id
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_a_folder_missing_a_part_names_the_folder_and_the_part(tmp_path, remove,
     for name in remove:
         (folder / name).unlink()
     with pytest.raises(ModelFolderError, match=f"^{folder} is not a model folder: ") as error:
-        load_base_model(folder, device="cpu")
+        load_model(folder, device="cpu")
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
@@ -46,17 +46,17 @@ def test_a_missing_local_path_is_not_sent_to_the_hub(tmp_path, monkeypatch, noth
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     with pytest.raises(ModelFolderError, match="^runs/typo: no such model folder"):
-        load_base_model("runs/typo")
+        load_model("runs/typo")
     with pytest.raises(ModelFolderError, match="no such model folder"):
-        load_base_model(tmp_path / "a" / "b" / "c")
+        load_model(tmp_path / "a" / "b" / "c")
     with pytest.raises(ModelFolderError, match="^typo: no such model folder"):
-        load_base_model("typo")
+        load_model("typo")
 
 
 def test_a_file_is_not_a_model_folder(tmp_path, nothing_loads):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ModelFolderError, match="is a file, not a model folder"):
-        load_base_model(tmp_path / "model.safetensors")
+        load_model(tmp_path / "model.safetensors")
 
 
 @pytest.mark.parametrize("name, hub", [
@@ -79,7 +79,7 @@ def test_looks_like_hub_id(name, hub, tmp_path, monkeypatch):
 def test_offline_a_hub_id_says_the_hub_cannot_be_reached(monkeypatch, nothing_loads):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubUnreachableError, match="the hub cannot be reached .*HF_HUB_OFFLINE"):
-        load_base_model("someone/no-such-model")
+        load_model("someone/no-such-model")
 
 
 def test_without_network_a_hub_id_fails_fast(monkeypatch, nothing_loads):
@@ -92,7 +92,7 @@ def test_without_network_a_hub_id_fails_fast(monkeypatch, nothing_loads):
     for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
     with pytest.raises(HubUnreachableError, match=f"no network: cannot connect to 127.0.0.1:{port}"):
-        load_base_model("someone/no-such-model")
+        load_model("someone/no-such-model")
 
 
 def test_an_adapter_folder_needs_its_weights_and_a_loadable_base(tmp_path, nothing_loads):
@@ -101,13 +101,13 @@ def test_an_adapter_folder_needs_its_weights_and_a_loadable_base(tmp_path, nothi
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone"),
                                                              "peft_type": "LORA"}))
     with pytest.raises(ModelFolderError, match="not a complete LoRA adapter folder: .* no adapter weights"):
-        load_base_model(adapter)
+        load_model(adapter)
     (adapter / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(ModelFolderError, match="names its base model .*gone.* no such model folder"):
-        load_base_model(adapter)
+        load_model(adapter)
 
 
 def test_a_missing_bundled_model_says_how_to_make_it(tmp_path, monkeypatch, nothing_loads):
     monkeypatch.setattr(modeling, "BUNDLED_MODEL_DIR", tmp_path / "base-model")
     with pytest.raises(ModelFolderError, match="bundled base model is missing .*sft-course pretrain"):
-        load_base_model()
+        load_model()
