@@ -44,7 +44,9 @@ def browser():
 
     with sync_playwright() as p:
         # --no-sandbox: Chromium refuses to start its sandbox as root, which is how CI and containers run.
-        b = p.chromium.launch(executable_path=chromium_path(), headless=True, args=["--no-sandbox"])
+        # --disable-dev-shm-usage: containers often have a tiny /dev/shm, which crashes Chromium's renderers.
+        b = p.chromium.launch(executable_path=chromium_path(), headless=True,
+                              args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield b
         b.close()
 
