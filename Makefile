@@ -57,5 +57,5 @@ site: $(VENV)/.site-installed
 	$(BIN)/python website/build.py --out $(SITE_DIR)
 
 test-browser: site
-	@test -x "$(CHROMIUM)" || { echo "make test-browser needs Chromium at $(CHROMIUM): install it with 'apt-get install -y chromium' (Debian/Ubuntu), or pass CHROMIUM=/path/to/chromium"; exit 1; }
+	@test -x "$(CHROMIUM)" || { echo "make test-browser needs Chromium at $(CHROMIUM): install it with 'apt-get install -y chromium' (Debian/Ubuntu), or pass CHROMIUM=/path/to/chromium" >&2; exit 1; }
 	CHROMIUM=$(CHROMIUM) SITE_DIR=$(SITE_DIR) $(PYTEST) browser_tests -q
