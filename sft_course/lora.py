@@ -22,6 +22,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from sft_course.masking import tokenize_example
+from sft_course.modeling import quiet_checkpointing_deprecation
 from sft_course.tokenizer import IM_END, IM_START
 from sft_course.training import per_token_loss
 
@@ -76,7 +77,7 @@ def add_lora(
         trainable_token_indices=token_ids or None,
         task_type="CAUSAL_LM",
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_checkpointing_deprecation():
         torch.manual_seed(seed)
         return get_peft_model(model, config)
 
