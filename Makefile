@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install lab test test-unit test-slow test-notebooks clean
+.PHONY: install lab test test-unit test-slow test-notebooks notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,18 @@ test-notebooks: install
 	$(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q --durations=6; $(ALLOW_NO_TESTS)
 
 test: test-unit test-slow test-notebooks
+
+# Re-execute the notebooks in place and save their outputs: the command used to commit them. The inline
+# backend saves every figure in the file (each notebook also asks for it with `%matplotlib inline`).
+# One notebook: `make notebooks NOTEBOOKS=notebooks/03_sft_loop.ipynb`. Each prints its wall time (budget: 3 min).
+NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb))
+notebooks: install
+	@for nb in $(NOTEBOOKS); do \
+		start=$$(date +%s); \
+		MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter nbconvert --to notebook --execute \
+			--inplace --ExecutePreprocessor.timeout=600 "$$nb" || exit 1; \
+		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
+	done
 
 clean:
 	rm -rf $(VENV)

@@ -24,6 +24,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from sft_course.defaults import LORA_ALPHA, LORA_RANK
 from sft_course.formats import to_messages
+from sft_course.modeling import quiet_checkpointing_deprecation
 from sft_course.tokenizer import IM_END, IM_START, known_token_id
 
 
@@ -69,7 +70,7 @@ def add_lora(
         trainable_token_indices=token_ids or None,
         task_type="CAUSAL_LM",
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_checkpointing_deprecation():
         torch.manual_seed(seed)
         return get_peft_model(model, config)
 

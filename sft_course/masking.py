@@ -123,3 +123,57 @@ def tokenize_examples(tokenizer, rows_or_messages: Iterable, max_length: int | N
         report["truncated_prompt"] += truncated
         examples.append(example)
     return examples, report
+
+
+class LossMaskView:
+    """One tokenized example drawn token by token: targets in `[brackets]` (green in HTML), the rest plain.
+
+    `str(view)` is a legend and the text (for a terminal or a plain-text notebook output); in Jupyter the
+    HTML version colours the targets. Token boundaries are shown with `|` between ignored tokens and by the
+    brackets around targets; a newline token shows as `↵`, followed by the line break it stands for.
+    """
+
+    LEGEND = "legend: [token] = in the loss (a target)   token| = ignored (label -100)   ↵ = newline"
+
+    def __init__(self, tokens: list[tuple[str, bool]]):
+        self.tokens = tokens  # (decoded token, is a target)
+
+    @property
+    def text(self) -> str:
+        parts = []
+        for token, trained in self.tokens:
+            shown = token.replace("\n", "↵")
+            parts.append((f"[{shown}]" if trained else f"{shown}|") + "\n" * token.count("\n"))
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.LEGEND}\n{self.text}"
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        spans = []
+        for token, trained in self.tokens:
+            shown = html.escape(token).replace("\n", "↵<br>")
+            if trained:
+                spans.append(f'<span class="target" style="background:#c8f0c8;border:1px solid #2a2;'
+                             f'margin:0 1px;padding:0 1px">{shown}</span>')
+            else:
+                spans.append(f'<span class="ignored" style="color:#888;border:1px dotted #bbb;'
+                             f'margin:0 1px;padding:0 1px">{shown}</span>')
+        legend = ('<div><b>legend:</b> <span style="background:#c8f0c8;border:1px solid #2a2">target</span> '
+                  'in the loss &nbsp; <span style="color:#888;border:1px dotted #bbb">ignored</span> label -100 '
+                  '&nbsp; ↵ newline</div>')
+        return f'{legend}<div style="font-family:monospace;line-height:1.9">{"".join(spans)}</div>'
+
+
+def loss_mask_view(tokenizer, example: dict) -> LossMaskView:
+    """The tokens of a tokenized example (`{"input_ids", "labels"}`), each marked as a target or ignored."""
+    input_ids, labels = list(example["input_ids"]), list(example["labels"])
+    if len(input_ids) != len(labels):
+        raise ValueError(f"labels has {len(labels)} entries but input_ids has {len(input_ids)}: "
+                         "each token needs exactly one label")
+    return LossMaskView([(tokenizer.decode([token_id]), label != IGNORE_INDEX)
+                         for token_id, label in zip(input_ids, labels)])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
+import warnings
 from pathlib import Path
 
 import torch
@@ -197,6 +199,19 @@ def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def quiet_checkpointing_deprecation():
+    """Silence the one FutureWarning that wrapping a model with PEFT triggers under transformers 5.
+
+    peft 0.21 reads `model.is_gradient_checkpointing`, which transformers 5 deprecates in favour of
+    `is_activation_checkpointing`; the warning names the site-packages path of the machine, which would
+    then show in every notebook output. The property still works; only that message is filtered.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None = None):
     """A PEFT adapter folder (what `sft-course sft --method lora` saves): its base model, then the adapter.
 
@@ -217,6 +232,7 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
     model, tokenizer = load_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = PeftModel.from_pretrained(model, str(folder))
+    with quiet_checkpointing_deprecation():
+        model = PeftModel.from_pretrained(model, str(folder))
     model.eval()
     return model, tokenizer

@@ -1,5 +1,7 @@
 """LoRA with PEFT: what is trained, the chat-token fix on tied embeddings, merge, save and load."""
 
+import warnings
+
 import pytest
 import torch
 from peft import PeftModel
@@ -126,7 +128,10 @@ def test_saved_adapter_is_small_and_loads_back_with_identical_logits(tokenizer, 
     assert sum(t.numel() for t in saved.values()) == trainable_parameters(lora)  # the adapter, nothing else
     assert adapter_size_bytes(tmp_path / "adapter") < weights_size_bytes(tmp_path / "base") / 4
 
-    loaded, loaded_tok = load_model(tmp_path / "adapter", device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded, loaded_tok = load_model(tmp_path / "adapter", device="cpu")
+    assert [str(w.message) for w in caught] == []  # loading an adapter prints nothing either
     assert isinstance(loaded, PeftModel)
     assert loaded_tok.convert_tokens_to_ids(IM_END) == tok.convert_tokens_to_ids(IM_END)
     assert torch.equal(logits(loaded, ids), expected)
@@ -230,3 +235,12 @@ def test_save_model_saves_a_plain_model_whole(tokenizer, tmp_path):
     loaded, _ = load_model(tmp_path / "plain", device="cpu")
     ids = probe_ids(tokenizer)
     assert torch.equal(logits(loaded, ids), logits(model, ids))
+
+
+def test_add_lora_emits_no_warning(tokenizer):
+    # PEFT reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning that
+    # carries the machine's site-packages path into notebook outputs; add_lora silences exactly that one.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_lora(tiny_model(tokenizer), tokenizer)
+    assert [str(w.message) for w in caught] == []

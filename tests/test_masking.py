@@ -123,3 +123,29 @@ def test_multi_turn_trains_the_last_assistant_turn_only(tokenizer):
     example = tokenize_example(tokenizer, messages)
     start, end = target_span(example["labels"])
     assert tokenizer.decode(example["input_ids"][start:end]) == "Yuri Blackwood studied at MIT." + IM_END
+
+
+def test_loss_mask_view_brackets_exactly_the_targets(tokenizer):
+    from sft_course.masking import loss_mask_view
+
+    example = tokenize_example(tokenizer, MESSAGES)
+    view = loss_mask_view(tokenizer, example)
+    n_targets = sum(label != IGNORE_INDEX for label in example["labels"])
+    assert [t for t, trained in view.tokens if trained] == \
+        [tokenizer.decode([i]) for i, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert len(view.tokens) == len(example["input_ids"])
+    body = view.text  # the tokens only; str(view) adds the legend above them
+    assert body.count("[") == n_targets and "[<|im_end|>]" in body and "[Yuri]" in body
+    assert "[<|im_start|>]" not in body and "<|im_start|>|user|" in body  # the prompt is shown, unbracketed
+    assert "legend" in str(view).lower() and body in str(view)
+    html = view._repr_html_()
+    assert html.count('class="target"') == n_targets and "legend" in html.lower()
+    assert "&lt;|im_end|&gt;" in html  # special tokens escaped, not swallowed as HTML tags
+
+
+def test_loss_mask_view_refuses_labels_of_another_length(tokenizer):
+    from sft_course.masking import loss_mask_view
+
+    example = tokenize_example(tokenizer, MESSAGES)
+    with pytest.raises(ValueError, match="labels"):
+        loss_mask_view(tokenizer, {"input_ids": example["input_ids"], "labels": example["labels"][:-1]})
