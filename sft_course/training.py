@@ -332,7 +332,7 @@ def train(
             result.computed_tokens += slots
             result.padding_tokens += slots - int(b["attention_mask"].sum())
         entry = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
-                 "epoch": (step + 1) / steps_per_epoch}
+                 "epoch": (step + 1) / steps_per_epoch, "tokens": step_tokens}
         result.history.append(entry)
         pending.append(entry)
         is_last = step + 1 == last_step
