@@ -350,9 +350,12 @@ def train(
             result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id)})
             result.eval_seconds += time.perf_counter() - t
             left_out += time.perf_counter() - t
-        if do_save:
+        if do_save:  # one writer: under accelerate the processes hold the same weights and optimizer state
             t = time.perf_counter()
-            _save_checkpoint(raw_model, optimizer, result, step + 1, config)
+            if accelerator is None or accelerator.is_main_process:
+                _save_checkpoint(raw_model, optimizer, result, step + 1, config)
+            if accelerator is not None:
+                accelerator.wait_for_everyone()
             left_out += time.perf_counter() - t
     result.steps = last_step
     raw_model.eval()
