@@ -27,3 +27,25 @@ IPyNbCell.compare_outputs = _compare_without_noise
 # Drafts not yet validated end to end within the 3-minute budget: kept in the repository so the work is
 # visible, left out of the nbval run until they are (see the open issues).
 collect_ignore = []
+
+
+# Each notebook's wall time, printed at the end of the run (`make test`): the sum of its cells' setup, run and
+# teardown, so the first cell's share includes starting the kernel.
+_notebook_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.location[0] if report.location else ""
+    if path.endswith(".ipynb"):
+        _notebook_seconds[path] = _notebook_seconds.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _notebook_seconds:
+        return
+    terminalreporter.write_sep("=", "notebook wall time")
+    for path, seconds in sorted(_notebook_seconds.items()):
+        minutes, rest = divmod(seconds, 60)
+        terminalreporter.write_line(f"{path}: {seconds:.1f} s ({int(minutes)}:{rest:04.1f})")
+    total = sum(_notebook_seconds.values())
+    terminalreporter.write_line(f"all notebooks: {total:.1f} s ({int(total // 60)}:{total % 60:04.1f})")
