@@ -25,6 +25,14 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from sft_course.evaluation import qa_report, sample_people
+from sft_course.experiment import training_rows
+from sft_course.formats import to_messages
+from sft_course.masking import IGNORE_INDEX, tokenize_examples
+from sft_course.modeling import load_model
+from sft_course.training import TrainConfig, step_batches, train
+from sft_course.world import make_world
+
 COURSE_CONFIGS = {
     "course": {},  # the default path: eager, fused AdamW
     "course-lean": {"logits_on_targets": True},
@@ -141,8 +149,6 @@ def training_flops(model, batch_widths: list[tuple[int, int, int]]) -> float:
 
 
 def _course_run(name, options, base_model, tokenizer, examples, config, warmup_steps):
-    from sft_course.training import train
-
     config = replace(config, **options)
     warm = copy.deepcopy(base_model)
     t = time.perf_counter()
@@ -165,15 +171,13 @@ def _course_run(name, options, base_model, tokenizer, examples, config, warmup_s
 
 
 def _course_widths(examples, config, targets_only):
-    from sft_course.training import step_batches
-
     per_epoch = math.ceil(len(examples) / config.batch_size)
     widths = []
-    for step in range(min(config.max_steps or 10**9, round(config.epochs * per_epoch))):
+    for step in range(min(config.max_steps or 10**9, config.total_steps or round(config.epochs * per_epoch))):
         epoch, i = divmod(step, per_epoch)
         batch = [examples[j] for j in step_batches(len(examples), config.batch_size, config.seed, epoch)[i]]
         width = max(len(e["input_ids"]) for e in batch)
-        targets = sum(sum(label != -100 for label in e["labels"][1:]) for e in batch)
+        targets = sum(sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in batch)
         widths.append((len(batch), width, targets if targets_only else len(batch) * width))
     return widths
 
@@ -182,8 +186,6 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
-
-    from sft_course.data import to_messages
 
     dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
     use_cpu = next(base_model.parameters()).device.type == "cpu"
@@ -208,7 +210,7 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
             batch = collate(features)
             ids = batch["input_ids"]
             batches.append((ids.shape[0], ids.shape[1], int(batch["attention_mask"].sum()),
-                            int((batch["labels"][:, 1:] != -100).sum())))
+                            int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())))
             return batch
 
         trainer.data_collator = counting
@@ -258,12 +260,6 @@ def run_bench(steps: int | None = None, n_people: int | None = None, eval_people
               model_name: str | None = None, course_configs=None, trl_configs=None, max_length: int = 128,
               progress=print) -> dict:
     """Run every configuration `repeats` times, alternating; return {"runs": [...], "summary": {...}}."""
-    from sft_course.experiment import evaluate_accuracy, training_rows
-    from sft_course.data import to_messages
-    from sft_course.masking import tokenize_examples
-    from sft_course.modeling import load_base_model as load_model
-    from sft_course.training import TrainConfig
-
     course_configs = COURSE_CONFIGS if course_configs is None else course_configs
     trl_configs = TRL_CONFIGS if trl_configs is None else trl_configs
     base_model, tokenizer = load_model(model_name)
@@ -272,7 +268,7 @@ def run_bench(steps: int | None = None, n_people: int | None = None, eval_people
     examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
     per_epoch = math.ceil(len(examples) / batch_size)
     steps = steps or max(1, round(epochs * per_epoch))
-    config = TrainConfig(lr=lr, batch_size=batch_size, seed=seed, eval_every=0, epochs=steps / per_epoch)
+    config = TrainConfig(lr=lr, batch_size=batch_size, seed=seed, eval_every=0, total_steps=steps)
     progress(f"bench: {len(examples)} examples, {steps} steps of batch {batch_size}, lr {lr}, on {device}")
 
     runners = {}
@@ -282,13 +278,14 @@ def run_bench(steps: int | None = None, n_people: int | None = None, eval_people
     for name, options in trl_configs.items():
         progress(f"warm-up: {name}")
         runners[name] = _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_length, warmup_steps)
+    held_out = sample_people(make_world(), eval_people, seed)[1]
     matmul = matmul_flops_per_second(device)
     runs: list[BenchRun] = []
     order = _alternating(list(course_configs), list(trl_configs))
     for repeat in range(repeats):
         for name in order:
             model, run = runners[name]()
-            run.held_out_accuracy = evaluate_accuracy(model, tokenizer, eval_people, seed=seed)["held_out_accuracy"]
+            run.held_out_accuracy = qa_report(model, tokenizer, held_out)["accuracy"]
             runs.append(run)
             progress(f"{name} (repeat {repeat + 1}): {run.seconds:.1f} s, {run.tokens_per_second:,.0f} target tokens/s, "
                      f"held-out {run.held_out_accuracy:.3f}")
