@@ -16,6 +16,7 @@ achieved FLOP/s is given as a fraction of a plain fp32 matmul's FLOP/s measured 
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
 import statistics
 import tempfile
@@ -76,7 +77,9 @@ class BenchRun:
 
 
 class PeakMemory:
-    """Peak memory of a block: CUDA's allocator peak, or the resident set size sampled every 5 ms on a CPU."""
+    """Peak memory of a block: CUDA's allocator peak above what was allocated before; on a CPU, the growth of
+    the resident set size (sampled every 5 ms) above what the process held before, after returning freed heap
+    memory to the system. Memory freed by an earlier run and reused is not growth, so on a CPU it is a lower bound."""
 
     def __init__(self, device: torch.device):
         self.device, self.peak_mb = device, 0.0
@@ -87,8 +90,15 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
+        import gc
+
         import psutil
 
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
         self._process = psutil.Process()
         self._base = self._peak = self._process.memory_info().rss
         self._stop = threading.Event()
@@ -351,7 +361,7 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
 def format_table(summary: dict) -> str:
     """A markdown table of the medians per configuration."""
     head = ("| config | seconds | first step s | warm-up s | target tok/s | steady tok/s | padding | held-out "
-            "| peak MB | of matmul FLOP/s |")
+            "| memory MB | of matmul FLOP/s |")
     lines = [head, "|" + "---|" * 10]
     for name, m in summary["configs"].items():
         lines.append(f"| {name} | {m['seconds']:.1f} | {m['first_step_seconds']:.2f} | {m['warmup_seconds']:.1f} "
