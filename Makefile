@@ -19,8 +19,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# As root (a container, a cloud workspace) JupyterLab refuses to start without --allow-root. LAB_ARGS adds
+# options, e.g. `make lab LAB_ARGS="--ip=0.0.0.0 --no-browser"`; the browser tests start JupyterLab this way.
+LAB_ARGS ?=
 lab: install
-	$(BIN)/jupyter lab notebooks/
+	@if [ "$$(id -u)" = 0 ]; then root=--allow-root; echo "make lab: running as root, so with --allow-root"; fi; \
+	echo "make lab: open the URL with ?token= that JupyterLab prints below"; \
+	exec $(BIN)/jupyter lab notebooks/ $$root $(LAB_ARGS)
 
 # pytest exits 5 when it collects no test; that alone must not fail CI.
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
@@ -40,3 +45,22 @@ test: test-unit test-slow test-notebooks
 
 clean:
 	rm -rf $(VENV)
+
+# --- website and real-browser checks (issue 15) ---------------------------------------------------------
+# `make site`: the course as a static website (Sphinx + MyST-NB) from the committed, executed notebooks,
+# nothing re-run, into build/site (git-ignored). `make test-browser`: headless Chromium (Debian's package)
+# driven by Playwright checks the site and the quiz widget in JupyterLab; screenshots in build/browser-screenshots.
+SITE_DIR ?= build/site
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: site test-browser
+
+$(VENV)/.site-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[site]"
+	touch $@
+
+site: $(VENV)/.site-installed
+	$(BIN)/python website/build.py --out $(SITE_DIR)
+
+test-browser: site
+	@test -x "$(CHROMIUM)" || { echo "make test-browser needs Chromium at $(CHROMIUM): install it with 'apt-get install -y chromium' (Debian/Ubuntu), or pass CHROMIUM=/path/to/chromium" >&2; exit 1; }
+	CHROMIUM=$(CHROMIUM) SITE_DIR=$(SITE_DIR) $(PYTEST) browser_tests -q

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
+from sft_course.modeling import ADAPTER_WEIGHT_FILES
 from sft_course.training import per_token_loss
 
 ADAM_STATES_PER_PARAM = 2  # AdamW keeps exp_avg and exp_avg_sq for each trainable parameter
-ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def trainable_parameters(model) -> int:

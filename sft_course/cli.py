@@ -2,14 +2,34 @@
 
 `--people N` always means the people trained on (`sft`: the first N training people); `--eval-people N` the
 people per split that evaluation scores (a seeded sample, in `sft` and `eval` alike).
+
+How it fails:
+- every argument is checked by the parser (types, ranges, choices, combinations that make no sense):
+  argparse's usage error, exit 2, before anything is loaded or written;
+- a mistake found on disk (a model folder without weights, a non-empty `--out`, a bad data file, an unsafe
+  checkpoint) is a `CourseError`: one line `error: ...` on stderr, exit 1;
+- Ctrl-C (SIGINT) or SIGTERM: one line, exit 130 / 143, and no half-written `--out`;
+- anything else is a bug in the code and keeps its traceback.
+
+`sft` and `pretrain` write their model into a temporary sibling folder and rename it to `--out` at the end,
+so an interrupted run leaves no `--out` behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
+import re
 import shlex
+import shutil
+import signal
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 from sft_course.defaults import (
     ANSWER_STYLES,
@@ -23,14 +43,110 @@ from sft_course.defaults import (
     PRETRAIN_STEPS,
     PRETRAIN_WARMUP_STEPS,
 )
+from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
+
+PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
+DEFAULT_SAVE_EVERY = 50
+SFT_OPTIONS_FILE = "sft_options.json"  # next to the checkpoint: the options that a --resume must repeat
+RESUME_OPTIONS = ("method", "answers", "model", "lr", "epochs", "batch_size", "rank", "alpha", "people", "seed")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument types: each refuses a bad value with a message naming the allowed range
+
+
+def _number(kind: type, minimum: float | None = None, maximum: float | None = None, above: float | None = None):
+    """An argparse `type` for an int or finite float in [minimum, maximum], or strictly above `above`."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be greater than {above:g}, got {text}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _number(int, minimum=1)
+non_negative_int = _number(int, minimum=0)
+positive_float = _number(float, above=0)
+people_count = _number(int, minimum=1, maximum=PEOPLE_PER_SPLIT)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Output folders: refused when they hold something, written atomically
+
+
+def check_output_folder(out: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> None:
+    """Refuse a file, or a non-empty folder unless `overwrite`: before any work, so nothing is lost."""
+    out = Path(out)
+    if out.is_file():
+        raise OptionsError(f"{flag} {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OptionsError(f"{flag} {out} already exists and is not empty: choose another folder, or add "
+                           "--overwrite to replace it")
+
+
+def write_folder_atomically(out: str | os.PathLike, write, overwrite: bool = False) -> Path:
+    """Call `write(folder)` on a temporary sibling of `out`, then rename it to `out`.
+
+    An interrupted `write` removes the temporary folder (a SIGKILL can leave a hidden `.NAME.partial-*`
+    sibling, never a half-written `out`). With `overwrite`, an existing `out` is replaced only after the new
+    folder is complete.
+    """
+    out = Path(out)
+    check_output_folder(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        write(tmp)
+        if out.is_dir():
+            if any(out.iterdir()):  # overwrite: move the old folder aside, put the new one in place, drop the old
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                os.replace(out, old / out.name)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                out.rmdir()
+                os.replace(tmp, out)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Commands
 
 
 def _pretrain(args) -> int:
+    from sft_course.modeling import check_model_folder
     from sft_course.pretrain import pretrain
 
-    command = "sft-course " + shlex.join(sys.argv[1:])
-    summary = pretrain(args.out, steps=args.steps, lr=args.lr, seed=args.seed, command=command,
-                       warmup_steps=args.warmup_steps, init_from=args.init_from)
+    check_output_folder(args.out, args.overwrite)
+    if args.init_from is not None:
+        check_model_folder(args.init_from)
+    command = "sft-course " + shlex.join(args.argv)
+    summary = {}
+
+    def write(folder: Path) -> None:
+        summary.update(pretrain(folder, steps=args.steps, lr=args.lr, seed=args.seed, command=command,
+                                warmup_steps=args.warmup_steps, init_from=args.init_from))
+
+    write_folder_atomically(args.out, write, args.overwrite)
     print(json.dumps(summary))
     return 0
 
@@ -45,13 +161,48 @@ def _eval(args) -> int:
     return 0
 
 
-def _sft(args) -> int:
-    from sft_course.experiment import default_lora_options, run_sft, training_rows
-    from sft_course.modeling import save_model
-    from sft_course.training import TrainConfig
+def _sft_options(args) -> dict:
+    return {name: getattr(args, name) for name in RESUME_OPTIONS}
 
-    lr = args.lr if args.lr is not None else LEARNING_RATES[args.method]
-    config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+
+def _check_checkpoint_dir(args) -> None:
+    """`--resume` needs a checkpoint of the same options; a fresh run must not clobber one silently."""
+    from sft_course.training import CHECKPOINT_FILE
+
+    folder = Path(args.checkpoint_dir)
+    if folder.is_file():
+        raise OptionsError(f"--checkpoint-dir {folder} is a file, not a folder")
+    checkpoint, options_file = folder / CHECKPOINT_FILE, folder / SFT_OPTIONS_FILE
+    if not args.resume:
+        if checkpoint.exists() and not args.overwrite:
+            raise OptionsError(f"{checkpoint} exists: add --resume to continue that run, or --overwrite to start over")
+        return
+    if not checkpoint.exists():
+        raise CheckpointError(f"--resume: no checkpoint at {checkpoint} (the run was stopped before its first "
+                              "save, or --checkpoint-dir differs): run the command without --resume")
+    if options_file.exists():
+        saved, now = json.loads(options_file.read_text()), _sft_options(args)
+        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here" for k in RESUME_OPTIONS
+                  if saved.get(k) != now[k]]
+        if differ:
+            raise CheckpointError(f"{checkpoint} is from a run with other options: {'; '.join(differ)}")
+
+
+def _sft(args) -> int:
+    from sft_course.experiment import SFT_DATA_DIR, default_lora_options, run_sft, training_rows
+    from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
+    from sft_course.training import CHECKPOINT_FILE, TrainConfig
+
+    check_output_folder(args.out, args.overwrite)
+    if args.checkpoint_dir:
+        _check_checkpoint_dir(args)
+    for name in (f"train_{args.answers}.jsonl", "eval_held_out.jsonl"):
+        if not (SFT_DATA_DIR / name).is_file():
+            raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
+    check_model_folder(args.model or BUNDLED_MODEL_DIR)
+
+    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
     if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training
@@ -61,19 +212,39 @@ def _sft(args) -> int:
         from accelerate import Accelerator
 
         accelerator = Accelerator()
+    is_main = accelerator is None or accelerator.is_main_process
+    if args.checkpoint_dir and is_main:
+        folder = Path(args.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not args.resume:  # --overwrite: the old run's checkpoint must not be resumed with this run's options
+            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+        (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
-                  train_rows=rows, model_name=args.model,
-                  n_eval_people=args.eval_people, accelerator=accelerator)
-    if accelerator is not None and not accelerator.is_main_process:
+                  train_rows=rows, model_name=args.model, n_eval_people=args.eval_people, accelerator=accelerator,
+                  resume=args.resume)
+    if not is_main:
         return 0
-    save_model(run.model, run.tokenizer, args.out)
-    print(json.dumps({**run.summary, "lr": lr, "out": str(args.out)}))
+
+    def write(folder: Path) -> None:
+        save_model(run.model, run.tokenizer, folder)
+        (folder / "training_log.json").write_text(json.dumps(training_log(run.result), indent=1) + "\n")
+
+    write_folder_atomically(args.out, write, args.overwrite)
+    print(json.dumps({**run.summary, "lr": args.lr, "out": str(args.out)}))
     return 0
+
+
+def training_log(result) -> list[dict]:
+    """One entry per optimizer step (step, loss, lr, grad_norm, epoch), with `eval_loss` where evaluated."""
+    evals = {e["step"]: e["eval_loss"] for e in result.evals}
+    return [dict(h, eval_loss=evals[h["step"]]) if h["step"] in evals else dict(h) for h in result.history]
 
 
 def _make_data(args) -> int:
     from sft_course.data import make_sft_data
 
+    if Path(args.out).is_file():
+        raise OptionsError(f"--out {args.out} is a file, not a folder")
     counts = make_sft_data(args.out)
     for name, n in counts.items():
         print(f"{args.out}/{name}: {n} rows")
@@ -81,13 +252,15 @@ def _make_data(args) -> int:
 
 
 def _validate(args) -> int:
-    from sft_course.data import DataValidationError, validate_jsonl
+    from sft_course.data import validate_jsonl
 
+    path = Path(args.file)
+    if not path.is_file():
+        raise DataError(f"{path}: {'a folder, not a JSONL file' if path.is_dir() else 'no such file'}")
     try:
-        counts = validate_jsonl(args.file)
-    except (DataValidationError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        counts = validate_jsonl(path)
+    except OSError as error:
+        raise DataError(f"{args.file}: {error.strerror or error}") from None
     formats = ", ".join(f"{fmt} {n}" for fmt, n in counts.items() if fmt != "rows" and n)
     print(f"{args.file}: {counts['rows']} rows OK ({formats})")
     return 0
@@ -117,44 +290,93 @@ def _bench(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Combinations that make no sense: checked after parsing, reported as usage errors (exit 2)
+
+
+def _sft_combinations(args) -> str | None:
+    if args.method != "lora":
+        given = [flag for flag, value in (("--rank", args.rank), ("--alpha", args.alpha)) if value is not None]
+        if given:
+            return (f"{' and '.join(given)} {'is a LoRA option' if len(given) == 1 else 'are LoRA options'}, "
+                    "for --method lora only")
+    for flag, value in (("--resume", args.resume), ("--save-every", args.save_every)):
+        if value and not args.checkpoint_dir:
+            return f"{flag} needs --checkpoint-dir DIR"
+    if args.checkpoint_dir:
+        out, ckpt = Path(args.out).resolve(), Path(args.checkpoint_dir).resolve()
+        if ckpt == out or out in ckpt.parents:
+            return "--checkpoint-dir must be outside --out (the model folder is replaced when the run ends)"
+    # defaults that depend on the method or on --checkpoint-dir
+    if args.lr is None:
+        args.lr = LEARNING_RATES[args.method]
+    if args.method == "lora":
+        args.rank = LORA_RANK if args.rank is None else args.rank
+        args.alpha = LORA_ALPHA if args.alpha is None else args.alpha
+    if args.checkpoint_dir and args.save_every is None:
+        args.save_every = DEFAULT_SAVE_EVERY
+    return None
+
+
+def _pretrain_combinations(args) -> str | None:
+    if args.warmup_steps >= args.steps:
+        return f"--warmup-steps ({args.warmup_steps}) must be below --steps ({args.steps})"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sft-course", description=__doc__)
+    parser = argparse.ArgumentParser(prog="sft-course", description=__doc__.split("\n\n")[0],
+                                     epilog="Exit status: 0 done, 1 an error in one line, 2 bad arguments, "
+                                            "130/143 interrupted.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train the bundled base model from scratch")
-    p.add_argument("--out", default="data/base-model")
-    p.add_argument("--steps", type=int, default=PRETRAIN_STEPS)
-    p.add_argument("--lr", type=float, default=PRETRAIN_LR)
-    p.add_argument("--warmup-steps", type=int, default=PRETRAIN_WARMUP_STEPS)
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (the world is fixed)")
+    p.add_argument("--out", default="data/base-model", help="folder to write (refused if not empty, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out once the new model is saved")
+    p.add_argument("--steps", type=positive_int, default=PRETRAIN_STEPS)
+    p.add_argument("--lr", type=positive_float, default=PRETRAIN_LR)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=PRETRAIN_WARMUP_STEPS)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of initialisation and data order (the world is fixed)")
     p.add_argument("--init-from", default=None, help="continue pre-training this saved model (a second stage)")
-    p.set_defaults(func=_pretrain)
+    p.set_defaults(func=_pretrain, combinations=_pretrain_combinations, parser=p)
 
     p = sub.add_parser("make-data", help="write the SFT data files (JSONL) generated from the world")
     p.add_argument("--out", default="data/sft")
-    p.set_defaults(func=_make_data)
+    p.set_defaults(func=_make_data, parser=p)
 
     p = sub.add_parser("validate", help="check a JSONL file of SFT examples; exit 1 naming file, line and field")
     p.add_argument("file")
-    p.set_defaults(func=_validate)
+    p.set_defaults(func=_validate, parser=p)
 
     p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
     p.add_argument("--method", choices=METHODS, default="full")
     p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
-    p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format)")
+    p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format); "
+                   "written at the end, refused if not empty (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out (once the new model is saved) or a checkpoint in --checkpoint-dir")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: "
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: "
                    + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + ")")
-    p.add_argument("--epochs", type=float, default=EPOCHS)
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--rank", type=int, default=LORA_RANK, help="LoRA rank")
-    p.add_argument("--alpha", type=float, default=LORA_ALPHA, help="LoRA alpha")
-    p.add_argument("--people", type=int, default=None,
-                   help="train on the questions about the first N training people only (default: all 500)")
-    p.add_argument("--eval-people", type=int, default=None, help="people per split to evaluate (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_float, default=EPOCHS)
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {LORA_RANK})")
+    p.add_argument("--alpha", type=positive_float, default=None, help=f"LoRA alpha (default {LORA_ALPHA:g})")
+    p.add_argument("--people", type=people_count, default=None,
+                   help=f"train on the questions about the first N training people only (1..{PEOPLE_PER_SPLIT}, "
+                        "default: all)")
+    p.add_argument("--eval-people", type=people_count, default=None,
+                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="save a checkpoint (model, optimizer, step, history) in this folder while training")
+    p.add_argument("--save-every", type=positive_int, default=None,
+                   help=f"optimizer steps between checkpoints (default {DEFAULT_SAVE_EVERY}; the last step always)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run whose checkpoint is in --checkpoint-dir (same options)")
     p.add_argument("--accelerate", action="store_true", help="use accelerate (run under `accelerate launch`)")
-    p.set_defaults(func=_sft)
+    p.set_defaults(func=_sft, combinations=_sft_combinations, parser=p)
 
     p = sub.add_parser("bench", help="the course's loop against TRL's SFTTrainer, same setup; last line: one JSON object")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: --epochs of the data)")
@@ -173,16 +395,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
-    p.add_argument("--eval-people", type=int, default=None,
-                   help="people per split to evaluate, a seeded sample (default: all), as in `sft --eval-people`")
+    p.add_argument("--eval-people", type=people_count, default=None,
+                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all), "
+                        "as in `sft --eval-people`")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=_eval, parser=p)
+    for p in (parser, *sub.choices.values()):
+        # argparse before Python 3.13 takes "-3e-3" for an option ("expected one argument"); read it as a number,
+        # so that the range check answers "must be greater than 0" (3.13's own pattern)
+        p._negative_number_matcher = re.compile(r"^-\.?\d")
     return parser
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The one boundary between the package's errors and the user
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.argv = argv
+    problem = args.combinations(args) if getattr(args, "combinations", None) else None
+    if problem:
+        args.parser.error(problem)  # usage and one error line on stderr, exit 2
+    try:
+        with _sigterm_raises():
+            return args.func(args)
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        note = ""
+        if args.command in ("sft", "pretrain"):
+            note = f"; nothing was written to {args.out}"
+        if getattr(args, "checkpoint_dir", None) and any(Path(args.checkpoint_dir).glob("checkpoint*.pt")):
+            note += f"; continue from the checkpoint in {args.checkpoint_dir} with the same command plus --resume"
+        print(f"error: interrupted ({'SIGTERM' if terminated else 'SIGINT'}){note}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def run_sft(
     model_name: str | None = None,
     progress: bool = True,
     accelerator=None,
+    resume: bool = False,
 ) -> SFTRun:
     """Fine-tune (the bundled base model by default) on questions about the training people; evaluate.
 
@@ -115,6 +116,7 @@ def run_sft(
     Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each), drawn
     with `config.seed`, the seed of the run.
     An `accelerate.Accelerator` spreads each step over the processes of `accelerate launch`.
+    `resume=True` continues from the checkpoint in `config.checkpoint_dir` (`training.train`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -127,7 +129,7 @@ def run_sft(
     if method == "lora":
         model = add_lora(model, tokenizer, **(lora_options or {}))
     result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
-                   progress=progress, accelerator=accelerator)
+                   progress=progress, accelerator=accelerator, resume=resume)
     summary = {
         "method": method,
         "answers": answers,

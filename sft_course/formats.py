@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from sft_course.errors import DataError
+
 SEED = "seed"
 PROMPT_COMPLETION = "prompt_completion"
 MESSAGES = "messages"
@@ -19,7 +21,7 @@ FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES)
 ROLES = ("system", "user", "assistant")
 
 
-class DataValidationError(ValueError):
+class DataValidationError(DataError):
     """A bad example: `path` and 1-based `line` say where (None for a row not read from a file), `field` what."""
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None, line: int | None = None,

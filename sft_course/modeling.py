@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
+from sft_course.errors import HubUnreachableError, ModelFolderError
 from sft_course.tokenizer import IM_END, PAD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +50,12 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     `name_or_path=None` means the bundled model under `data/base-model`; anything else is handed to
     `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub). A
     folder with an `adapter_config.json` (what `sft-course sft --method lora` saves) loads its base model
-    and puts the LoRA adapter on it.
+    and puts the LoRA adapter on it. `check_model_folder` runs first, so a wrong name fails in one line
+    (`ModelFolderError`) before anything is loaded.
     """
     if name_or_path is None:
         name_or_path = BUNDLED_MODEL_DIR
-        if not (BUNDLED_MODEL_DIR / "config.json").exists():
-            raise FileNotFoundError(
-                f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: "
-                "run `sft-course pretrain --out data/base-model` or check out the repository's data/ folder"
-            )
+    check_model_folder(name_or_path)
     if (Path(name_or_path) / "adapter_config.json").exists():
         return _load_adapter(name_or_path, device)
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
@@ -67,6 +67,106 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     model.to(device or pick_device())
     model.eval()
     return model, tokenizer
+
+
+CONFIG_FILE = "config.json"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def looks_like_hub_id(name: str | os.PathLike) -> bool:
+    """`owner/name` (one slash, hub characters, no `..`) whose `owner` is not a folder here.
+
+    `runs/typo` while a `runs/` folder exists is a mistyped local path, not a hub id.
+    """
+    text = str(name)
+    return bool(_HUB_ID.match(text)) and ".." not in text and not Path(text.split("/")[0]).is_dir()
+
+
+def _hub_is_offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached (offline mode, or no connection to its host), or None when it can.
+
+    A plain TCP connection to the endpoint's host, so that no network fails in seconds instead of the
+    minute of retries that `from_pretrained` takes. Behind a proxy the direct connection says nothing: skipped.
+    """
+    if _hub_is_offline():
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"no network: cannot connect to {host}:{port}, {error.strerror or error}"
+    return None
+
+
+def check_model_folder(name_or_path: str | os.PathLike) -> None:
+    """Raise a one-line `ModelFolderError` unless `name_or_path` can be loaded; load nothing.
+
+    A local folder needs `config.json`, weights (`*.safetensors` or `*.bin`) and a tokenizer file, or, for a
+    PEFT adapter folder, `adapter_config.json` and the adapter weights. A name that is no local path is
+    tried as a hub id only when it looks like one (`owner/name`): it must be in the local cache or on a hub
+    that can be reached; offline, the message says the hub cannot be reached.
+    """
+    path = Path(name_or_path)
+    bundled = path.resolve() == BUNDLED_MODEL_DIR.resolve()
+    if path.is_dir():
+        names = {p.name for p in path.iterdir()}
+        if ADAPTER_CONFIG_FILE in names:
+            if not names & set(ADAPTER_WEIGHT_FILES):
+                raise ModelFolderError(f"{path} is not a complete LoRA adapter folder: it has {ADAPTER_CONFIG_FILE} "
+                                       f"but no adapter weights ({' or '.join(ADAPTER_WEIGHT_FILES)})")
+            return
+        missing = []
+        if CONFIG_FILE not in names:
+            missing.append(CONFIG_FILE)
+        if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+            missing.append("weights (*.safetensors or *.bin)")
+        if not names & set(TOKENIZER_FILES):
+            missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES[:2])})")
+        if missing:
+            hint = ("; run `sft-course pretrain --out data/base-model --overwrite` or check out the repository's "
+                    "data/ folder"
+                    if bundled else "")
+            raise ModelFolderError(f"{path} is not a model folder: it lacks {', '.join(missing)}{hint}")
+        return
+    if path.exists():
+        raise ModelFolderError(f"{path} is a file, not a model folder")
+    if bundled:
+        raise ModelFolderError(f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: run "
+                               "`sft-course pretrain --out data/base-model` or check out the repository's data/ folder")
+    if not looks_like_hub_id(name_or_path):
+        raise ModelFolderError(f"{name_or_path}: no such model folder (a hub id has the form owner/name)")
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(str(name_or_path), CONFIG_FILE), str):
+        return  # downloaded before: from_pretrained finds it in the cache
+    reason = _hub_unreachable_reason()
+    if reason is not None:
+        raise HubUnreachableError(f"{name_or_path}: no such local folder, and the hub cannot be reached to download "
+                                  f"it ({reason}); it is not in the local cache either")
+    from huggingface_hub import repo_exists
+
+    if not repo_exists(str(name_or_path)):
+        raise ModelFolderError(f"{name_or_path}: no such local folder, and no such model on the hub (or it is "
+                               "private: log in with `hf auth login`)")
 
 
 def _resolve_base(base: str) -> str:
@@ -107,8 +207,13 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
 
     base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
     if not base:
-        raise ValueError(f"{Path(folder) / 'adapter_config.json'}: base_model_name_or_path is empty, so the base "
-                         "model to put the adapter on is unknown")
+        raise ModelFolderError(f"{Path(folder) / ADAPTER_CONFIG_FILE}: base_model_name_or_path is empty, so the "
+                               "base model to put the adapter on is unknown")
+    try:
+        check_model_folder(_resolve_base(base))
+    except ModelFolderError as error:
+        raise type(error)(f"{Path(folder) / ADAPTER_CONFIG_FILE} names its base model {base!r}, which cannot be "
+                          f"loaded: {error}") from None
     model, tokenizer = load_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))

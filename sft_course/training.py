@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
+import re
 import time
+import zipfile
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 
 from sft_course.collate import pad_batch
 from sft_course.defaults import BATCH_SIZE, EPOCHS, LEARNING_RATES
+from sft_course.errors import CheckpointError
 from sft_course.masking import IGNORE_INDEX
 
 
@@ -390,24 +394,72 @@ def _read_back(pending: list[dict]) -> None:
     pending.clear()
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
 def _checkpoint_path(config: TrainConfig) -> Path:
-    return Path(config.checkpoint_dir) / "checkpoint.pt"
+    return Path(config.checkpoint_dir) / CHECKPOINT_FILE
 
 
 def _save_checkpoint(model, optimizer, result: TrainResult, step: int, config: TrainConfig) -> None:
+    """Write the checkpoint to a temporary file next to it, then rename it over the old one (`os.replace`).
+
+    A kill during the save leaves the previous checkpoint whole: the rename is atomic on one file system.
+    Everything stored is plain data (dicts, lists, numbers, strings, tensors), so `weights_only=True` loads it.
+    """
     path = _checkpoint_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "result": asdict(result), "config": asdict(config)}, path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # one per process: `accelerate launch` runs several
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "result": asdict(result), "config": asdict(config)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict:
+    """A checkpoint's contents, loaded with `weights_only=True`: a file holding any pickled object other than
+    plain data and tensors is refused (`CheckpointError`) without running it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is no checkpoint of ours
+        raise CheckpointError(f"{path}: not a readable checkpoint (not the zip archive that torch.save writes)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        reason = f"it calls {found.group(1)}" if found else str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data, which "
+                              f"could run code when unpickled ({reason})") from None
+    except (RuntimeError, EOFError) as error:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+
+
+# Fields of TrainConfig that change the run's losses: a checkpoint only resumes a run that agrees on them.
+_RUN_FIELDS = ("lr", "epochs", "total_steps", "batch_size", "grad_accum_steps", "warmup_ratio", "min_lr_ratio", "weight_decay",
+               "max_grad_norm", "seed")
 
 
 def _load_checkpoint(model, optimizer, result: TrainResult, config: TrainConfig) -> int:
-    path = _checkpoint_path(config) if config.checkpoint_dir else None
-    if path is None or not path.exists():
-        raise FileNotFoundError(f"resume=True but there is no checkpoint at {path}")
-    state = torch.load(path, map_location=model.device, weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    if not config.checkpoint_dir:
+        raise CheckpointError("resume=True needs config.checkpoint_dir, the folder of the checkpoint to resume")
+    path = _checkpoint_path(config)
+    state = load_checkpoint_file(path, map_location=next(model.parameters()).device)
+    saved = state.get("config", {})
+    differ = [f"{k} {saved[k]!r} there, {getattr(config, k)!r} here" for k in _RUN_FIELDS
+              if k in saved and saved[k] != getattr(config, k)]
+    if differ:
+        raise CheckpointError(f"{path} is from a run with other settings: {'; '.join(differ)}")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path} does not fit this model: {str(error).splitlines()[0]}") from None
     for key, value in state["result"].items():
         setattr(result, key, value)
     return state["step"]

@@ -7,13 +7,16 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from sft_course.collate import pad_batch
+from sft_course.errors import CheckpointError
 from sft_course.training import (
+    CHECKPOINT_FILE,
     TrainConfig,
     accumulate_gradients,
     cosine_lr,
     count_target_tokens,
     flat_gradient,
     naive_accumulate_gradients,
+    load_checkpoint_file,
     sft_loss,
     train,
 )
@@ -125,8 +128,64 @@ def test_token_normalised_accumulation_equals_one_batch_and_the_mean_of_means_do
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         train(tiny_model(), random_examples(8), PAD, TrainConfig(checkpoint_dir=str(tmp_path)), resume=True,
+              progress=False)
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickled object that, unpickled, creates the file `marker`: what a malicious checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_without_running_it(tmp_path):
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0, checkpoint_dir=str(tmp_path), save_every=1)
+    train(tiny_model(), random_examples(16), PAD, config, progress=False)
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)  # what train writes is plain data
+    marker = tmp_path / "code-ran"
+    state["payload"] = _RunsCodeWhenUnpickled(marker)
+    torch.save(state, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match="refused"):
+        train(tiny_model(), random_examples(16), PAD, config, resume=True, progress=False)
+    assert not marker.exists()
+
+
+def test_checkpoint_is_replaced_atomically_and_a_failed_save_keeps_the_old_one(tmp_path, monkeypatch):
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0, checkpoint_dir=str(tmp_path), save_every=1)
+    train(tiny_model(), random_examples(16), PAD, config, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE]  # no temporary file left behind
+    before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+
+    def killed_mid_save(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_mid_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), random_examples(16), PAD, config, progress=False)
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE]
+    assert load_checkpoint_file(tmp_path / CHECKPOINT_FILE)["step"] == 2
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint_file(tmp_path / CHECKPOINT_FILE)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0, checkpoint_dir=str(tmp_path), save_every=1)
+    train(tiny_model(), random_examples(16), PAD, TrainConfig(**{**config.__dict__, "max_steps": 1}), progress=False)
+    with pytest.raises(CheckpointError, match="lr 0.01 there, 0.02 here"):
+        train(tiny_model(), random_examples(16), PAD, TrainConfig(**{**config.__dict__, "lr": 2e-2}), resume=True,
               progress=False)
 
 
