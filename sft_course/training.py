@@ -208,6 +208,8 @@ def loss_function(model, config: TrainConfig):
 
 def _accumulate(loss_fn, micro_batches: list[dict], denominator: float, backward, device) -> torch.Tensor:
     """Backward over the micro-batches; return the step loss as a float64 tensor, left on the device (no sync)."""
+    if denominator == 0:
+        raise ValueError("no target tokens in this batch: every label is -100, so there is nothing to learn from")
     step_loss = torch.zeros((), dtype=torch.float64, device=device)
     for batch in micro_batches:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -229,8 +231,6 @@ def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: fl
     """
     local_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
     denominator = local_tokens if num_target_tokens is None else num_target_tokens
-    if denominator == 0:
-        raise ValueError("no target tokens in this batch: every label is -100, so there is nothing to learn from")
     device = next(model.parameters()).device  # a DistributedDataParallel wrapper has no .device
     loss_fn = lambda batch: summed_token_loss(model, batch)  # noqa: E731
     return _accumulate(loss_fn, micro_batches, denominator, backward, device).item(), local_tokens

@@ -333,3 +333,9 @@ def test_compiled_loss_gives_the_same_run_and_caches_its_kernels_on_disk(tmp_pat
     compiled = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "compile": True}), progress=False)
     assert [h["loss"] for h in compiled.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-4)
     assert any((tmp_path / "inductor").rglob("*.py")), "no compiled kernel was written to the cache"
+
+
+def test_a_step_without_target_tokens_is_refused_not_divided_by_zero():
+    examples = [{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}] * 4
+    with pytest.raises(ValueError, match="no target tokens"):
+        train(tiny_model(), examples, PAD, TrainConfig(batch_size=4, epochs=1), progress=False)
