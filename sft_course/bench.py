@@ -324,7 +324,8 @@ def _median_run(runs: list[BenchRun]) -> dict:
 
 def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: float, setup: dict) -> dict:
     """Medians per configuration and the headline ratios (see the module docstring)."""
-    by_name = {name: _median_run([r for r in runs if r.name == name]) for name in {r.name for r in runs}}
+    names = [n for n in [*course_configs, *trl_configs] if any(r.name == n for r in runs)]
+    by_name = {name: _median_run([r for r in runs if r.name == name]) for name in names}
     course = {n: by_name[n] for n in course_configs if n in by_name}
     trl = {n: by_name[n] for n in trl_configs if n in by_name}
     summary = {"configs": {n: {k: round(v, 4) for k, v in m.items()} for n, m in by_name.items()},
