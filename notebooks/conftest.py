@@ -23,3 +23,25 @@ def _compare_without_noise(self, test, ref, skip_compare=None):
 
 
 IPyNbCell.compare_outputs = _compare_without_noise
+
+
+# Each notebook's wall time, printed at the end of the run (`make test`): the sum of its cells' setup, run and
+# teardown, so the first cell's share includes starting the kernel.
+_notebook_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.location[0] if report.location else ""
+    if path.endswith(".ipynb"):
+        _notebook_seconds[path] = _notebook_seconds.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _notebook_seconds:
+        return
+    terminalreporter.write_sep("=", "notebook wall time")
+    for path, seconds in sorted(_notebook_seconds.items()):
+        minutes, rest = divmod(seconds, 60)
+        terminalreporter.write_line(f"{path}: {seconds:.1f} s ({int(minutes)}:{rest:04.1f})")
+    total = sum(_notebook_seconds.values())
+    terminalreporter.write_line(f"all notebooks: {total:.1f} s ({int(total // 60)}:{total % 60:04.1f})")

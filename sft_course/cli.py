@@ -266,6 +266,30 @@ def _validate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from sft_course.bench import COURSE_CONFIGS, TRL_CONFIGS, format_table, run_bench
+
+    def pick(names, table, flag):
+        if names is None:
+            return table
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in table]
+        if unknown:
+            raise SystemExit(f"error: {flag}: unknown configuration {', '.join(unknown)}; choose from {', '.join(table)}")
+        return {n: table[n] for n in chosen}
+
+    course, trl = pick(args.course, COURSE_CONFIGS, "--course"), pick(args.trl, TRL_CONFIGS, "--trl")
+    report = run_bench(steps=args.steps, n_people=args.people, eval_people=args.eval_people,
+                       batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, warmup_steps=args.warmup_steps,
+                       repeats=args.repeats, seed=args.seed, model_name=args.model, course_configs=course,
+                       trl_configs=trl, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    summary = report["summary"]
+    print(format_table(summary))
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    print(json.dumps({**summary, "options": options}))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Combinations that make no sense: checked after parsing, reported as usage errors (exit 2)
 
@@ -353,6 +377,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the interrupted run whose checkpoint is in --checkpoint-dir (same options)")
     p.add_argument("--accelerate", action="store_true", help="use accelerate (run under `accelerate launch`)")
     p.set_defaults(func=_sft, combinations=_sft_combinations, parser=p)
+
+    p = sub.add_parser("bench", help="the course's loop against TRL's SFTTrainer, same setup; last line: one JSON object")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: --epochs of the data)")
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--people", type=int, default=None, help="train on the first N training people only")
+    p.add_argument("--eval-people", type=int, default=100, help="held-out people to score")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps of each configuration first")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs of each configuration (medians reported)")
+    p.add_argument("--course", default=None, help="comma-separated course configurations (default: all)")
+    p.add_argument("--trl", default=None, help="comma-separated TRL configurations (default: all)")
+    p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")

@@ -51,6 +51,12 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (e.g. to simulate an interruption); the schedule stays the same
     checkpoint_dir: str | None = None
     save_every: int = 0  # optimizer steps between checkpoints (0: none)
+    # Speed. The default is the plain loop with PyTorch's fused AdamW kernel (the same update rule in one kernel).
+    # The two options after it change the floating-point order of forward and backward, so they are opt-in.
+    fused_adamw: bool = True  # torch.optim.AdamW(fused=True) where every parameter allows it (see make_optimizer)
+    compile: bool = False  # torch.compile the loss; compiled kernels are cached on disk (compile_cache_dir)
+    logits_on_targets: bool = False  # project only the target positions to the vocabulary (single process only)
+    bf16: bool = False  # bf16 autocast of the forward pass, CUDA only (on a CPU, at this size, it is slower)
 
 
 @dataclass
@@ -59,9 +65,13 @@ class TrainResult:
 
     history: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # the optimizer steps' wall time: evaluations and checkpoint saves are left out
     target_tokens: int = 0
     steps: int = 0
+    eval_seconds: float = 0.0  # the periodic evaluations' wall time (not in train_seconds)
+    first_step_seconds: float = 0.0  # the first step of the latest call (in train_seconds): compilation, warm-up
+    computed_tokens: int = 0  # token slots the forward passes computed, padding included
+    padding_tokens: int = 0  # of which padding
 
     @property
     def final_train_loss(self) -> float:
@@ -70,6 +80,11 @@ class TrainResult:
     @property
     def target_tokens_per_second(self) -> float:
         return self.target_tokens / self.train_seconds if self.train_seconds else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        """The share of computed token slots that were padding."""
+        return self.padding_tokens / self.computed_tokens if self.computed_tokens else 0.0
 
 
 def cosine_lr(step: int, total_steps: int, peak_lr: float, warmup_steps: int, min_ratio: float = 0.1) -> float:
@@ -118,6 +133,92 @@ def step_batches(n_examples: int, batch_size: int, seed: int, epoch: int) -> lis
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
+def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW as `train` builds it: `lr`, `weight_decay` from the config (AdamW's own default decay is 0.01,
+    ours is 0.0), betas (0.9, 0.999), eps 1e-8, and PyTorch's fused kernel when `config.fused_adamw` and every
+    parameter is a floating-point tensor on a device that has the kernel (CPU, CUDA, MPS, XPU)."""
+    params = list(params)
+    fused = config.fused_adamw and all(
+        p.is_floating_point() and p.device.type in ("cpu", "cuda", "mps", "xpu") for p in params)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
+def summed_token_loss(model, batch: dict, logits_on_targets: bool = False) -> torch.Tensor:
+    """The per-token next-token losses of one batch, summed over its target tokens (not yet normalised).
+
+    `logits_on_targets=True` runs the decoder, keeps the hidden states of the positions that predict a
+    target token, and projects only those to the vocabulary: the same loss (up to float rounding) without
+    the logits of prompt and padding positions, which are most of the output layer's work.
+    """
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+    if not logits_on_targets:
+        return per_token_loss(model(**inputs).logits, batch["labels"]).sum()
+    hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[keep]).float()
+    return F.cross_entropy(logits, targets[keep], reduction="sum")
+
+
+def _check_logits_on_targets(model) -> None:
+    config = getattr(model, "config", None)
+    for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            raise ValueError(f"logits_on_targets: this model's config sets {name}={getattr(config, name)!r}, which "
+                             "its forward applies to the logits; use the default path (logits_on_targets=False)")
+    if model.get_output_embeddings() is None:
+        raise ValueError("logits_on_targets: the model has no output embeddings (lm_head) to project with")
+
+
+def compile_cache_dir() -> Path:
+    """Where inductor keeps compiled kernels between runs (and kernel restarts): $TORCHINDUCTOR_CACHE_DIR if set,
+    else ~/.cache/sft-course/torchinductor (under $XDG_CACHE_HOME when that is set)."""
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "sft-course" / "torchinductor"
+
+
+def loss_function(model, config: TrainConfig):
+    """`batch -> summed target-token loss` as `train` computes it: eager by default; with `config.compile`,
+    compiled by `torch.compile` with dynamic shapes (one graph for every padded length) and an on-disk
+    cache, so a second run, or a restarted notebook kernel, skips most of the compilation."""
+    if config.logits_on_targets:
+        _check_logits_on_targets(model)
+
+    def summed(input_ids, attention_mask, labels):
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return summed_token_loss(model, batch, config.logits_on_targets)
+
+    if config.compile:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+        summed = torch.compile(summed, dynamic=True)
+    if config.bf16:
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            raise ValueError(f"bf16=True autocasts on CUDA only, and the model is on {device.type}: on a CPU, at this "
+                             "size, bf16 is slower than fp32 (benchmarks/README.md); leave bf16=False here")
+
+        def run(batch):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        return run
+    return lambda batch: summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+
+
+def _accumulate(loss_fn, micro_batches: list[dict], denominator: float, backward, device) -> torch.Tensor:
+    """Backward over the micro-batches; return the step loss as a float64 tensor, left on the device (no sync)."""
+    if denominator == 0:
+        raise ValueError("no target tokens in this batch: every label is -100, so there is nothing to learn from")
+    step_loss = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in micro_batches:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        loss = loss_fn(batch) / denominator
+        (backward or torch.Tensor.backward)(loss)
+        step_loss += loss.detach().double()
+    return step_loss
+
+
 def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: float | None = None,
                          backward=None) -> tuple[float, int]:
     """Backward over the micro-batches of one optimizer step; return (step loss, target tokens here).
@@ -130,15 +231,9 @@ def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: fl
     """
     local_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
     denominator = local_tokens if num_target_tokens is None else num_target_tokens
-    step_loss = 0.0
     device = next(model.parameters()).device  # a DistributedDataParallel wrapper has no .device
-    for batch in micro_batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        loss = sft_loss(logits, batch["labels"], denominator)
-        (backward or torch.Tensor.backward)(loss)
-        step_loss += loss.item()
-    return step_loss, local_tokens
+    loss_fn = lambda batch: summed_token_loss(model, batch)  # noqa: E731
+    return _accumulate(loss_fn, micro_batches, denominator, backward, device).item(), local_tokens
 
 
 def naive_accumulate_gradients(model, micro_batches: list[dict]) -> float:
@@ -207,9 +302,12 @@ def train(
         raise ValueError(f"total_steps must be at least 1, got {config.total_steps}")
     if config.batch_size % config.grad_accum_steps:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
+    if accelerator is not None and config.logits_on_targets:
+        raise ValueError("logits_on_targets calls the decoder and the output layer separately, which would bypass "
+                         "the DistributedDataParallel wrapper of `accelerator.prepare`: use it in one process only")
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(params, config)
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total_steps = config.total_steps or max(1, round(config.epochs * steps_per_epoch))
     warmup_steps = max(1, round(config.warmup_ratio * total_steps))
@@ -221,10 +319,14 @@ def train(
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
         rank, n_processes, backward = accelerator.process_index, accelerator.num_processes, accelerator.backward
+    device = next(raw_model.parameters()).device
+    loss_fn = loss_function(model, config)
     last_step = min(total_steps, config.max_steps or total_steps)
     micro_size = config.batch_size // config.grad_accum_steps
     model.train()
-    began = time.time() - result.train_seconds
+    prior_seconds, left_out = result.train_seconds, 0.0  # left_out: evaluation and checkpoint time
+    pending: list[dict] = []  # history entries whose loss and grad norm are still on the device
+    began = time.perf_counter()
     bar = tqdm(range(start_step, last_step), desc="SFT", disable=not progress)
     for step in bar:
         epoch, index_in_epoch = divmod(step, steps_per_epoch)
@@ -238,27 +340,58 @@ def train(
         step_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
         if accelerator is not None:  # the token count of the whole step, over every process
             step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum"))
-        step_loss, _ = accumulate_gradients(model, micro_batches, step_tokens / n_processes, backward)
+        step_loss = _accumulate(loss_fn, micro_batches, step_tokens / n_processes, backward, device)
         if accelerator is not None:
-            step_loss = accelerator.reduce(torch.tensor(step_loss, device=accelerator.device), "mean").item()
-            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm).item()
+            step_loss = accelerator.reduce(step_loss, "mean")
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         result.target_tokens += step_tokens
-        result.history.append({"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
-                               "epoch": (step + 1) / steps_per_epoch})
-        bar.set_postfix(loss=f"{step_loss:.3f}")
+        for b in micro_batches:  # this process's share, counted on the host tensors (no device sync)
+            slots = b["input_ids"].numel()
+            result.computed_tokens += slots
+            result.padding_tokens += slots - int(b["attention_mask"].sum())
+        entry = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+                 "epoch": (step + 1) / steps_per_epoch, "tokens": step_tokens}
+        result.history.append(entry)
+        pending.append(entry)
         is_last = step + 1 == last_step
-        if eval_examples and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last):
+        do_eval = bool(eval_examples) and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last)
+        do_save = bool(config.checkpoint_dir and config.save_every and ((step + 1) % config.save_every == 0 or is_last))
+        # Reading a value from the device waits for its work to finish: do it every few steps, not every step.
+        if step == start_step or is_last or do_eval or do_save or (step + 1) % SYNC_EVERY == 0:
+            _read_back(pending)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+        result.train_seconds = prior_seconds + time.perf_counter() - began - left_out
+        if step == start_step:
+            result.first_step_seconds = result.train_seconds - prior_seconds
+        if do_eval:
+            t = time.perf_counter()
             result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id)})
-        result.train_seconds = time.time() - began
-        if config.checkpoint_dir and config.save_every and ((step + 1) % config.save_every == 0 or is_last):
-            _save_checkpoint(raw_model, optimizer, result, step + 1, config)
+            result.eval_seconds += time.perf_counter() - t
+            left_out += time.perf_counter() - t
+        if do_save:  # one writer: under accelerate the processes hold the same weights and optimizer state
+            t = time.perf_counter()
+            if accelerator is None or accelerator.is_main_process:
+                _save_checkpoint(raw_model, optimizer, result, step + 1, config)
+            if accelerator is not None:
+                accelerator.wait_for_everyone()
+            left_out += time.perf_counter() - t
     result.steps = last_step
     raw_model.eval()
     return result
+
+
+SYNC_EVERY = 10  # optimizer steps between reads of the loss and gradient norm from the device
+
+
+def _read_back(pending: list[dict]) -> None:
+    """Turn the device tensors of pending history entries into floats (one wait for the device), then forget them."""
+    for entry in pending:
+        entry["loss"], entry["grad_norm"] = float(entry["loss"]), float(entry["grad_norm"])
+    pending.clear()
 
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -204,3 +204,141 @@ def test_training_under_accelerate_matches_the_plain_loop():
     plain = train(tiny_model(), examples, PAD, config, progress=False)
     accelerated = train(tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True, mixed_precision="no"))
     assert [h["loss"] for h in accelerated.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speed: fused AdamW, fewer host syncs, evaluation time left out, opt-in compile / target-only logits
+
+
+def written_out_loop(model, examples, config):
+    """The loop as notebook 03 writes it: same batches, schedule, loss, clipping and `make_optimizer`."""
+    import math as _math
+
+    from sft_course.training import make_optimizer, step_batches
+
+    torch.manual_seed(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, config)
+    steps_per_epoch = _math.ceil(len(examples) / config.batch_size)
+    total = round(config.epochs * steps_per_epoch)
+    warmup = max(1, round(config.warmup_ratio * total))
+    losses = []
+    for step in range(total):
+        epoch, i = divmod(step, steps_per_epoch)
+        batch = pad_batch([examples[j] for j in step_batches(len(examples), config.batch_size, config.seed, epoch)[i]], PAD)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, total, config.lr, warmup, config.min_lr_ratio)
+        loss = sft_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_the_optimizer_is_fused_adamw_without_weight_decay_by_default():
+    from sft_course.training import make_optimizer
+
+    optimizer = make_optimizer(tiny_model().parameters(), TrainConfig())
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults["fused"] and optimizer.defaults["weight_decay"] == 0.0
+    assert not make_optimizer(tiny_model().parameters(), TrainConfig(fused_adamw=False)).defaults["fused"]
+
+
+def test_train_equals_a_written_out_loop_step_by_step():
+    examples = random_examples(40, seed=7)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0, seed=2)
+    ours = train(tiny_model(), examples, PAD, config, progress=False)
+    theirs = written_out_loop(tiny_model(), examples, config)
+    assert [h["loss"] for h in ours.history] == pytest.approx(theirs, abs=1e-6)
+    assert all(isinstance(h["loss"], float) and isinstance(h["grad_norm"], float) for h in ours.history)
+
+
+def test_fused_adamw_follows_the_foreach_one_to_1e_6():
+    examples = random_examples(40, seed=8)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0)
+    fused = train(tiny_model(), examples, PAD, config, progress=False)
+    plain = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "fused_adamw": False}), progress=False)
+    assert [h["loss"] for h in fused.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
+
+
+def test_losses_are_read_from_the_device_every_few_steps_not_every_step(monkeypatch):
+    import sft_course.training as training
+
+    calls = []
+    original = training._read_back
+    monkeypatch.setattr(training, "_read_back", lambda pending: (calls.append(len(pending)), original(pending)))
+    result = train(tiny_model(), random_examples(200), PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0),
+                   progress=False)
+    assert result.steps == 25 and sum(calls) == 25
+    assert len(calls) <= 25 // training.SYNC_EVERY + 2  # the first step, every SYNC_EVERY, the last
+
+
+def test_evaluation_time_is_not_training_time(monkeypatch):
+    import time as _time
+
+    import sft_course.training as training
+
+    original = training.evaluate_loss
+    monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: (_time.sleep(0.5), original(*a, **k))[1])
+    examples = random_examples(32)
+    began = _time.perf_counter()
+    result = train(tiny_model(), examples, PAD, TrainConfig(epochs=1, batch_size=8, eval_every=1), eval_examples=examples[:8],
+                   progress=False)
+    wall = _time.perf_counter() - began
+    assert len(result.evals) == 4 and result.eval_seconds >= 2.0
+    assert wall - result.train_seconds >= 2.0  # the four 0.5 s sleeps are not training time, however loaded the machine
+    assert 0 < result.first_step_seconds <= result.train_seconds
+
+
+def test_padding_share_counts_the_pad_slots_of_every_step():
+    examples = random_examples(16, seed=9)
+    result = train(tiny_model(), examples, PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0, seed=3), progress=False)
+    from sft_course.training import step_batches
+
+    slots = real = 0
+    for indices in step_batches(16, 8, 3, 0):
+        batch = pad_batch([examples[i] for i in indices], PAD)
+        slots += batch["input_ids"].numel()
+        real += int(batch["attention_mask"].sum())
+    assert result.computed_tokens == slots and result.padding_tokens == slots - real
+    assert result.padding_share == pytest.approx(1 - real / slots)
+
+
+def test_logits_on_targets_gives_the_same_run():
+    examples = random_examples(40, seed=10)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0)
+    plain = train(tiny_model(), examples, PAD, config, progress=False)
+    lean = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "logits_on_targets": True}), progress=False)
+    assert [h["loss"] for h in lean.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-5)
+
+
+def test_logits_on_targets_refuses_models_that_rescale_their_logits():
+    model = tiny_model()
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping"):
+        train(model, random_examples(8), PAD, TrainConfig(logits_on_targets=True), progress=False)
+
+
+def test_bf16_autocast_is_refused_off_cuda():
+    with pytest.raises(ValueError, match="CUDA only"):
+        train(tiny_model(), random_examples(8), PAD, TrainConfig(bf16=True), progress=False)
+
+
+@pytest.mark.slow
+def test_compiled_loss_gives_the_same_run_and_caches_its_kernels_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    examples = random_examples(24, seed=11)
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
+    plain = train(tiny_model(), examples, PAD, config, progress=False)
+    compiled = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "compile": True}), progress=False)
+    assert [h["loss"] for h in compiled.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-4)
+    assert any((tmp_path / "inductor").rglob("*.py")), "no compiled kernel was written to the cache"
+
+
+def test_a_step_without_target_tokens_is_refused_not_divided_by_zero():
+    examples = [{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}] * 4
+    with pytest.raises(ValueError, match="no target tokens"):
+        train(tiny_model(), examples, PAD, TrainConfig(batch_size=4, epochs=1), progress=False)
