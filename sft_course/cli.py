@@ -29,11 +29,11 @@ def _eval(args) -> int:
 
 
 def _sft(args) -> int:
-    from sft_course.experiment import run_sft, training_rows
+    from sft_course.experiment import default_lr, run_sft, training_rows
     from sft_course.modeling import save_model
     from sft_course.training import TrainConfig
 
-    lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 6e-4)
+    lr = args.lr if args.lr is not None else default_lr(args.method, args.model)
     config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
@@ -52,7 +52,7 @@ def _sft(args) -> int:
     if accelerator is not None and not accelerator.is_main_process:
         return 0
     save_model(run.model, run.tokenizer, args.out)
-    print(json.dumps({**run.summary, "lr": lr, "out": str(args.out)}))
+    print(json.dumps({**run.summary, "out": str(args.out)}))
     return 0
 
 
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answers", choices=("sentence", "short"), default="sentence")
     p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format)")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 6e-4 full, 3e-3 LoRA)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the bundled model 6e-4 full, 3e-3 LoRA; "
+                   "any other model 2e-5 full, 2e-4 LoRA)")
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rank", type=int, default=8, help="LoRA rank")

@@ -127,7 +127,8 @@ def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
     if recorded and Path(recorded).resolve() == BUNDLED_MODEL_DIR.resolve():
         config.base_model_name_or_path = BUNDLED_MODEL_NAME
     try:
-        model.save_pretrained(folder)
+        # resized embeddings are rebuilt at load (prepare_for_chat) and trained rows are the adapter's own
+        model.save_pretrained(folder, **({"save_embedding_layers": False} if config is not None else {}))
     finally:
         if recorded:
             config.base_model_name_or_path = recorded

@@ -123,7 +123,8 @@ def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: fl
     device = next(model.parameters()).device  # a DistributedDataParallel wrapper has no .device
     for batch in micro_batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):  # fp32 weights and state
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         loss = sft_loss(logits, batch["labels"], denominator)
         (backward or torch.Tensor.backward)(loss)
         step_loss += loss.item()
