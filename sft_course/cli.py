@@ -1,4 +1,4 @@
-"""The `sft-course` command line: pretrain, make-data, validate, sft, eval."""
+"""The `sft-course` command line: pretrain, make-data, validate, sft, eval, chat."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ def _sft(args) -> int:
         return 0
     save_model(run.model, run.tokenizer, args.out)
     print(json.dumps({**run.summary, "out": str(args.out)}))
+    return 0
+
+
+def _chat(args) -> int:
+    from sft_course.chat import chat_loop
+    from sft_course.modeling import load_base_model
+
+    model, tokenizer = load_base_model(args.model)
+    chat_loop(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens)
     return 0
 
 
@@ -121,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--people", type=int, default=None, help="people per split (default: all)")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("chat", help="chat in the terminal with a model folder, adapter or smollm2 (/reset, /quit)")
+    p.add_argument("--model", default=None, help="model or adapter folder, smollm2, or hub id (default: bundled)")
+    p.add_argument("--system", default=None, help="a system prompt opening the conversation")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.set_defaults(func=_chat)
     return parser
 
 
