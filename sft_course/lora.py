@@ -46,7 +46,7 @@ def add_lora(
     alpha: float = 16,
     dropout: float = 0.0,
     target_modules: str | list[str] = "all-linear",
-    train_chat_tokens: bool = True,
+    train_chat_tokens: bool | None = None,
     train_tokens: Iterable[int] = (),
     seed: int = 0,
 ) -> PeftModel:
@@ -54,15 +54,18 @@ def add_lora(
 
     "all-linear" means every linear layer of the transformer blocks (attention and MLP), not the output
     layer. With `train_chat_tokens`, the embedding rows of `<|im_start|>` and `<|im_end|>` are trained too
-    (tied to the output layer when the model ties them), where the tokenizer has them: the fix for the
-    end-of-turn trap. The random
+    (tied to the output layer when the model ties them): the fix for the end-of-turn trap. The default
+    (None) trains them where the tokenizer has them (a Llama-3-style template has other turn tokens). The random
     initialisation of the A matrices is drawn from `seed`, without touching the global random state.
     """
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
     token_ids = sorted(set(int(i) for i in train_tokens))
-    if train_chat_tokens:
-        token_ids = sorted(set(token_ids) | set(chat_token_ids(tokenizer)))  # none in a non-ChatML template
+    if train_chat_tokens or train_chat_tokens is None:
+        chat_ids = chat_token_ids(tokenizer)
+        if not chat_ids and train_chat_tokens is not None:  # None (default): only where the tokenizer has them
+            raise ValueError(f"train_chat_tokens=True but the tokenizer has neither {IM_START} nor {IM_END}")
+        token_ids = sorted(set(token_ids) | set(chat_ids))
     vocab = model.get_input_embeddings().weight.shape[0]
     if any(not 0 <= i < vocab for i in token_ids):
         raise ValueError(f"train_tokens must be token ids in [0, {vocab}), got {[i for i in token_ids if not 0 <= i < vocab]}")
