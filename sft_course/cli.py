@@ -1,4 +1,4 @@
-"""The `sft-course` command line: pretrain, make-data, validate, sft, eval.
+"""The `sft-course` command line: pretrain, make-data, validate, sft, eval, chat.
 
 `--people N` always means the people trained on (`sft`: the first N training people); `--eval-people N` the
 people per split that evaluation scores (a seeded sample, in `sft` and `eval` alike).
@@ -36,6 +36,7 @@ from sft_course.defaults import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATES,
+    PRETRAINED_LEARNING_RATES,
     LORA_ALPHA,
     LORA_RANK,
     METHODS,
@@ -230,7 +231,16 @@ def _sft(args) -> int:
         (folder / "training_log.json").write_text(json.dumps(training_log(run.result), indent=1) + "\n")
 
     write_folder_atomically(args.out, write, args.overwrite)
-    print(json.dumps({**run.summary, "lr": args.lr, "out": str(args.out)}))
+    print(json.dumps({**run.summary, "out": str(args.out)}))
+    return 0
+
+
+def _chat(args) -> int:
+    from sft_course.chat import chat_loop
+    from sft_course.modeling import load_model
+
+    model, tokenizer = load_model(args.model)
+    chat_loop(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens)
     return 0
 
 
@@ -308,8 +318,10 @@ def _sft_combinations(args) -> str | None:
         if ckpt == out or out in ckpt.parents:
             return "--checkpoint-dir must be outside --out (the model folder is replaced when the run ends)"
     # defaults that depend on the method or on --checkpoint-dir
-    if args.lr is None:
-        args.lr = LEARNING_RATES[args.method]
+    if args.lr is None:  # the bundled model's measured rates, or a real pre-trained model's
+        from sft_course.experiment import default_lr
+
+        args.lr = default_lr(args.method, args.model)
     if args.method == "lora":
         args.rank = LORA_RANK if args.rank is None else args.rank
         args.alpha = LORA_ALPHA if args.alpha is None else args.alpha
@@ -357,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a non-empty --out (once the new model is saved) or a checkpoint in --checkpoint-dir")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: "
-                   + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + ")")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: the bundled model "
+                   + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + "; any other model "
+                   + ", ".join(f"{lr:g} {method}" for method, lr in PRETRAINED_LEARNING_RATES.items()) + ")")
     p.add_argument("--epochs", type=positive_float, default=EPOCHS)
     p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
     p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {LORA_RANK})")
@@ -379,19 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sft, combinations=_sft_combinations, parser=p)
 
     p = sub.add_parser("bench", help="the course's loop against TRL's SFTTrainer, same setup; last line: one JSON object")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: --epochs of the data)")
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--people", type=int, default=None, help="train on the first N training people only")
-    p.add_argument("--eval-people", type=int, default=100, help="held-out people to score")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=6e-4)
-    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps of each configuration first")
-    p.add_argument("--repeats", type=int, default=1, help="timed runs of each configuration (medians reported)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps per run (default: --epochs of the data)")
+    p.add_argument("--epochs", type=positive_float, default=2.0)
+    p.add_argument("--people", type=people_count, default=None, help="train on the first N training people only")
+    p.add_argument("--eval-people", type=people_count, default=100, help="held-out people to score")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=6e-4)
+    p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed steps of each configuration first")
+    p.add_argument("--repeats", type=positive_int, default=1, help="timed runs of each configuration (medians reported)")
     p.add_argument("--course", default=None, help="comma-separated course configurations (default: all)")
     p.add_argument("--trl", default=None, help="comma-separated TRL configurations (default: all)")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_bench)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.set_defaults(func=_bench, parser=p)
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
@@ -400,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "as in `sft --eval-people`")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
     p.set_defaults(func=_eval, parser=p)
+
+    p = sub.add_parser("chat", help="chat in the terminal with a model folder, adapter or smollm2 (/reset, /quit)")
+    p.add_argument("--model", default=None, help="model or adapter folder, smollm2, or hub id (default: bundled)")
+    p.add_argument("--system", default=None, help="a system prompt opening the conversation")
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.set_defaults(func=_chat, parser=p)
     for p in (parser, *sub.choices.values()):
         # argparse before Python 3.13 takes "-3e-3" for an option ("expected one argument"); read it as a number,
         # so that the range check answers "must be greater than 0" (3.13's own pattern)

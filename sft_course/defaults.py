@@ -4,7 +4,9 @@ METHODS = ("full", "lora")  # full fine-tuning, or PEFT LoRA adapters
 ANSWER_STYLES = ("sentence", "short")  # "Yuri Blackwood was born in Tampa." or "Tampa"
 
 # Peak learning rates of `sft-course sft`: LoRA's small, zero-initialised updates need a higher one.
-LEARNING_RATES = {"full": 6e-4, "lora": 3e-3}
+LEARNING_RATES = {"full": 6e-4, "lora": 3e-3}  # measured on the bundled 1.2M-parameter model
+# Any other (real, pre-trained) model when no rate is given (`experiment.default_lr`): the usual SFT rates.
+PRETRAINED_LEARNING_RATES = {"full": 2e-5, "lora": 2e-4}
 EPOCHS = 2.0
 BATCH_SIZE = 64  # examples per optimizer step
 LORA_RANK = 8

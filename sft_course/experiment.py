@@ -17,7 +17,8 @@ from transformers import AutoTokenizer
 
 from sft_course.accounting import trainable_parameters
 from sft_course.data import read_examples
-from sft_course.defaults import ANSWER_STYLES, LORA_ALPHA, LORA_RANK, METHODS
+from sft_course.defaults import (ANSWER_STYLES, LEARNING_RATES, LORA_ALPHA, LORA_RANK, METHODS,
+                                 PRETRAINED_LEARNING_RATES)
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.formats import to_messages
 from sft_course.lora import add_lora, new_token_ids
@@ -27,8 +28,24 @@ from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
 SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
-__all__ = ["ANSWER_STYLES", "METHODS", "SFTRun", "default_lora_options", "eval_loss_rows", "evaluate_accuracy",
+__all__ = ["ANSWER_STYLES", "METHODS", "SFTRun", "default_lora_options", "default_lr", "eval_loss_rows", "evaluate_accuracy",
            "finetune", "run_sft", "training_rows"]
+
+
+def is_bundled_model(model_name) -> bool:
+    """True for None (the default) and for the bundled model's folder."""
+    return model_name is None or Path(model_name).resolve() == BUNDLED_MODEL_DIR.resolve()
+
+
+def default_lr(method: str = "full", model_name=None) -> float:
+    """The peak learning rate for `method` on `model_name` (None: the bundled model) when none is given.
+
+    The bundled 1.2M-parameter model was measured to want high rates; a real pre-trained model (SmolLM2,
+    any hub model) is wrecked by them and gets the usual SFT rates (`defaults.PRETRAINED_LEARNING_RATES`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return (LEARNING_RATES if is_bundled_model(model_name) else PRETRAINED_LEARNING_RATES)[method]
 
 
 @dataclass
@@ -71,8 +88,7 @@ def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_r
     only the chat tokens (`add_lora`'s default), since its pre-training text is unknown.
     """
     options = {"rank": rank, "alpha": alpha}
-    bundled = model_name is None or Path(model_name).resolve() == BUNDLED_MODEL_DIR.resolve()
-    if bundled and sft_rows is not None:
+    if is_bundled_model(model_name) and sft_rows is not None:
         tokenizer = AutoTokenizer.from_pretrained(str(BUNDLED_MODEL_DIR))
         options["train_tokens"] = new_token_ids(tokenizer, sft_rows, make_world().biographies)
     return options
@@ -133,6 +149,7 @@ def run_sft(
     summary = {
         "method": method,
         "answers": answers,
+        "lr": config.lr,
         "train_examples": len(examples),
         "trainable_params": trainable_parameters(model),
         "train_seconds": round(result.train_seconds, 1),

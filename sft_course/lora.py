@@ -40,7 +40,7 @@ def add_lora(
     alpha: float = LORA_ALPHA,
     dropout: float = 0.0,
     target_modules: str | list[str] = "all-linear",
-    train_chat_tokens: bool = True,
+    train_chat_tokens: bool | None = None,
     train_tokens: Iterable[int] = (),
     seed: int = 0,
 ) -> PeftModel:
@@ -48,15 +48,16 @@ def add_lora(
 
     "all-linear" means every linear layer of the transformer blocks (attention and MLP), not the output
     layer. With `train_chat_tokens`, the embedding rows of `<|im_start|>` and `<|im_end|>` are trained too
-    (tied to the output layer when the model ties them): the fix for the end-of-turn trap. The random
+    (tied to the output layer when the model ties them): the fix for the end-of-turn trap. The default
+    (None) trains them where the tokenizer has them (a Llama-3-style template has other turn tokens). The random
     initialisation of the A matrices is drawn from `seed`, without touching the global random state.
     """
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
     token_ids = sorted(set(int(i) for i in train_tokens))
-    if train_chat_tokens:
+    if train_chat_tokens or train_chat_tokens is None:
         chat_ids = chat_token_ids(tokenizer)
-        if not chat_ids:
+        if not chat_ids and train_chat_tokens is not None:  # None (default): only where the tokenizer has them
             raise ValueError(f"train_chat_tokens=True but the tokenizer has neither {IM_START} nor {IM_END}")
         token_ids = sorted(set(token_ids) | set(chat_ids))
     vocab = model.get_input_embeddings().weight.shape[0]

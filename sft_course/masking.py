@@ -1,9 +1,9 @@
 """Tokenizing chat examples with loss masks: labels are -100 everywhere except on the response being trained.
 
-The chat template renders the example; the prompt is whatever the template renders for the earlier messages
-plus the generation prompt (`<|im_start|>assistant\\n`), which is what the model sees at inference. Targets
-are the assistant's content and its end-of-turn token (`<|im_end|>`), so the model learns to stop; the
-template's trailing whitespace after that token is not a target. Working from the rendered prompt rather than
+The chat template renders the example; the prompt of an assistant turn is whatever the template renders for
+the messages before it plus the generation prompt (`<|im_start|>assistant\\n`), which is what the model sees at
+inference. Targets are every assistant turn's content and its end-of-turn token (`<|im_end|>`), so the model
+learns to stop; the template's trailing whitespace after that token is not a target. Working from the rendered prompt rather than
 from `{% generation %}` markers makes this work for hub tokenizers whose templates have none.
 """
 
@@ -42,46 +42,57 @@ def rendered_length(tokenizer, messages: list[dict]) -> int:
     return len(_token_ids(tokenizer, _render(tokenizer, messages)))
 
 
-def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], int, int]:
-    """Return `(input_ids, prompt_length, target_end)`: tokens `[prompt_length, target_end)` are the targets."""
+def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Return `(input_ids, spans)`: one `[start, end)` token span of targets per assistant turn, in order.
+
+    Each assistant turn's prompt is the template's rendering of the messages before it with the generation
+    prompt; its target is its content and end-of-turn token, up to the whitespace the template writes after.
+    Every assistant turn is a target, as with TRL's `assistant_only_loss=True`.
+    """
     if not messages or messages[-1].get("role") != "assistant":
         raise ValueError("the last message must be the assistant's response: it is what the loss trains")
-    response = messages[-1]["content"]
     full_text = _render(tokenizer, messages)
-    prompt_text = _render(tokenizer, messages[:-1], add_generation_prompt=True)
-    if not full_text.startswith(prompt_text):
-        raise ValueError(
-            "the chat template renders the prompt (with add_generation_prompt=True) differently from the start of "
-            f"the full conversation, so the prompt/response boundary is ambiguous:\nprompt: {prompt_text!r}\n"
-            f"full:   {full_text!r}")
-    generated = full_text[len(prompt_text):]  # what the model must produce: response, end-of-turn, whitespace
-    start = generated.find(response)
-    if start < 0:
-        raise ValueError(f"the rendered response {generated!r} does not contain the assistant's content")
-    after = generated[start + len(response):]
-    target_text = full_text[: len(prompt_text) + start + len(response) + len(after.rstrip())]
-
     input_ids = _token_ids(tokenizer, full_text)
-    prompt_ids = _token_ids(tokenizer, prompt_text)
-    target_ids = _token_ids(tokenizer, target_text)
-    for name, part in (("prompt", prompt_ids), ("prompt and response", target_ids)):
-        if input_ids[: len(part)] != part:
-            raise ValueError(f"the tokens of the {name} are not a prefix of the tokens of the whole example: "
-                             "a token merges across the boundary, so the loss mask would be off")
-    return input_ids, len(prompt_ids), len(target_ids)
+    spans = []
+    for turn in [i for i, m in enumerate(messages) if m.get("role") == "assistant"]:
+        prompt_text = _render(tokenizer, messages[:turn], add_generation_prompt=True)
+        upto_text = full_text if turn == len(messages) - 1 else _render(tokenizer, messages[: turn + 1])
+        for text in (prompt_text, upto_text):
+            if not full_text.startswith(text):
+                raise ValueError(
+                    "the chat template renders the prompt (with add_generation_prompt=True) differently from the "
+                    f"start of the full conversation, so the prompt/response boundary is ambiguous:\nprompt: "
+                    f"{text!r}\nfull:   {full_text!r}")
+        response = messages[turn]["content"]
+        generated = upto_text[len(prompt_text):]  # what the model must produce: response, end-of-turn, whitespace
+        start = generated.find(response)
+        if start < 0:
+            raise ValueError(f"the rendered response {generated!r} does not contain the assistant's content")
+        end = start + len(response)
+        target_text = prompt_text + generated[:end] + generated[end:].rstrip()
+        span = []
+        for name, part in (("prompt", prompt_text), ("prompt and response", target_text)):
+            part_ids = _token_ids(tokenizer, part)
+            if input_ids[: len(part_ids)] != part_ids:
+                raise ValueError(f"the tokens of the {name} are not a prefix of the tokens of the whole example: "
+                                 "a token merges across the boundary, so the loss mask would be off")
+            span.append(len(part_ids))
+        spans.append(tuple(span))
+    return input_ids, spans
 
 
 def _tokenize_with_status(tokenizer, messages: list[dict], max_length: int | None) -> tuple[dict, bool]:
     """Tokenize one example; return `(example, truncated_prompt)` or raise if it must be dropped."""
-    input_ids, prompt_length, target_end = _split_tokens(tokenizer, messages)
-    if target_end <= prompt_length:
+    input_ids, spans = _split_tokens(tokenizer, messages)
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for start, end in spans:
+        labels[start:end] = input_ids[start:end]
+    if all(label == IGNORE_INDEX for label in labels):
         raise NoTargetTokensError("the example has no target tokens (empty response and no end-of-turn token)")
-    labels = [IGNORE_INDEX] * prompt_length + input_ids[prompt_length:target_end] + \
-        [IGNORE_INDEX] * (len(input_ids) - target_end)
     truncated = False
     if max_length is not None and len(input_ids) > max_length:
-        response_length = len(input_ids) - prompt_length
-        if response_length >= max_length:  # keep at least one prompt token of context, never cut the response
+        response_length = len(input_ids) - spans[-1][0]
+        if response_length >= max_length:  # keep at least one prompt token of context, never cut the last response
             raise ExampleTooLongError(
                 f"the response takes {response_length} tokens and the whole example {len(input_ids)}: "
                 f"with max_length={max_length} no prompt would be left, so the example is dropped")
@@ -92,9 +103,9 @@ def _tokenize_with_status(tokenizer, messages: list[dict], max_length: int | Non
 def tokenize_example(tokenizer, messages: list[dict], max_length: int | None = None) -> dict[str, list[int]]:
     """Render `messages` with the chat template; return `{"input_ids", "labels"}` with -100 on the prompt.
 
-    Targets are the last (assistant) message's tokens and its end-of-turn token. Longer than `max_length`:
-    the prompt is cut from the left if the whole response still fits with some prompt before it, otherwise
-    `ExampleTooLongError` is raised. An example without any target raises `NoTargetTokensError`.
+    Targets are every assistant message's tokens and its end-of-turn token (the last message must be one).
+    Longer than `max_length`: the conversation is cut from the left if the last response still fits with some
+    prompt before it, otherwise `ExampleTooLongError` is raised. An example without any target raises `NoTargetTokensError`.
     """
     return _tokenize_with_status(tokenizer, messages, max_length)[0]
 

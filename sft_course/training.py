@@ -56,7 +56,7 @@ class TrainConfig:
     fused_adamw: bool = True  # torch.optim.AdamW(fused=True) where every parameter allows it (see make_optimizer)
     compile: bool = False  # torch.compile the loss; compiled kernels are cached on disk (compile_cache_dir)
     logits_on_targets: bool = False  # project only the target positions to the vocabulary (single process only)
-    bf16: bool = False  # bf16 autocast of the forward pass, CUDA only (on a CPU, at this size, it is slower)
+    bf16: bool | None = None  # bf16 autocast of the forward pass (fp32 weights and state); None: on CUDA only
 
 
 @dataclass
@@ -193,8 +193,8 @@ def loss_function(model, config: TrainConfig):
     if config.compile:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         summed = torch.compile(summed, dynamic=True)
-    if config.bf16:
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device
+    if config.bf16 if config.bf16 is not None else device.type == "cuda":
         if device.type != "cuda":
             raise ValueError(f"bf16=True autocasts on CUDA only, and the model is on {device.type}: on a CPU, at this "
                              "size, bf16 is slower than fp32 (benchmarks/README.md); leave bf16=False here")

@@ -145,7 +145,8 @@ def test_add_lora_refuses_a_tokenizer_without_chat_tokens(tokenizer):
             return 0
 
     with pytest.raises(ValueError, match="im_end"):
-        add_lora(tiny_model(tokenizer), NoChatTokens())
+        add_lora(tiny_model(tokenizer), NoChatTokens(), train_chat_tokens=True)
+    assert not add_lora(tiny_model(tokenizer), NoChatTokens()).peft_config["default"].trainable_token_indices
 
 
 def test_new_token_ids_are_the_sft_tokens_missing_from_pretraining(tokenizer):

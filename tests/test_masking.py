@@ -117,12 +117,25 @@ def test_last_message_must_be_the_assistants(tokenizer):
         tokenize_example(tokenizer, MESSAGES[:1])
 
 
-def test_multi_turn_trains_the_last_assistant_turn_only(tokenizer):
+def target_blocks(labels):
+    """The contiguous runs of target positions, as (start, end) pairs."""
+    blocks, start = [], None
+    for i, label in enumerate(labels + [IGNORE_INDEX]):
+        if label != IGNORE_INDEX and start is None:
+            start = i
+        elif label == IGNORE_INDEX and start is not None:
+            blocks.append((start, i))
+            start = None
+    return blocks
+
+
+def test_multi_turn_trains_every_assistant_turn(tokenizer):
     messages = MESSAGES + [{"role": "user", "content": "And where did Yuri Blackwood study?"},
                            {"role": "assistant", "content": "Yuri Blackwood studied at MIT."}]
     example = tokenize_example(tokenizer, messages)
-    start, end = target_span(example["labels"])
-    assert tokenizer.decode(example["input_ids"][start:end]) == "Yuri Blackwood studied at MIT." + IM_END
+    blocks = target_blocks(example["labels"])
+    assert [tokenizer.decode(example["input_ids"][a:b]) for a, b in blocks] == [
+        "Yuri Blackwood was born in Tampa." + IM_END, "Yuri Blackwood studied at MIT." + IM_END]
 
 
 def test_loss_mask_view_brackets_exactly_the_targets(tokenizer):
@@ -149,3 +162,49 @@ def test_loss_mask_view_refuses_labels_of_another_length(tokenizer):
     example = tokenize_example(tokenizer, MESSAGES)
     with pytest.raises(ValueError, match="labels"):
         loss_mask_view(tokenizer, {"input_ids": example["input_ids"], "labels": example["labels"][:-1]})
+
+
+@FAST
+@given(system=st.none() | TEXT, turns=st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=4))
+def test_each_assistant_turn_is_one_target_block(tokenizer, system, turns):
+    messages = [{"role": "system", "content": system}] if system else []
+    for user, response in turns:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
+    example = tokenize_example(tokenizer, messages)
+    ids, labels = example["input_ids"], example["labels"]
+    assert ids == tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+    blocks = target_blocks(labels)
+    assert [tokenizer.decode(ids[a:b]) for a, b in blocks] == [r + IM_END for _, r in turns]
+    assert all(labels[i] == ids[i] for a, b in blocks for i in range(a, b))
+
+
+def test_multi_turn_masks_match_trl_assistant_only_loss(tokenizer, tmp_path):
+    """TRL 1.x, conversational "messages" rows with a system prompt, assistant_only_loss=True (TRL reads the
+    template's {% generation %} markers): the same input ids and exactly the same labels, every turn included."""
+    import torch
+    from datasets import Dataset
+    from transformers import LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from sft_course.modeling import base_model_config
+
+    conversations = []
+    for n_turns in (1, 2, 3):
+        messages = [{"role": "system", "content": f"You answer in {n_turns} words."}]
+        for t in range(n_turns):
+            messages += [{"role": "user", "content": f"Where was person {t} born?"},
+                         {"role": "assistant", "content": f"Person {t} was born in Tampa {t}."}]
+        conversations.append(messages)
+    ours = [tokenize_example(tokenizer, m) for m in conversations]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(base_model_config(tokenizer, hidden_size=32, n_layers=2))
+    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, max_steps=0, max_length=256,
+                     shuffle_dataset=False, report_to="none", use_cpu=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"messages": m} for m in conversations]),
+                         processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(conversations))])
+    for row, mine in enumerate(ours):
+        n = len(mine["input_ids"])
+        assert batch["input_ids"][row, :n].tolist() == mine["input_ids"]
+        assert batch["labels"][row, :n].tolist() == mine["labels"]
+        assert len(target_blocks(mine["labels"])) == (row + 1)
