@@ -40,6 +40,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (e.g. to simulate an interruption); the schedule stays the same
     checkpoint_dir: str | None = None
     save_every: int = 0  # optimizer steps between checkpoints (0: none)
+    # {substring of a parameter name: factor}: those parameters train at factor x the scheduled rate (first match)
+    lr_multipliers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +164,29 @@ def evaluate_loss(model, examples: list[dict], pad_token_id: int, batch_size: in
     return total / max(tokens, 1)
 
 
+def param_groups(model, lr_multipliers: dict | None = None) -> list[dict]:
+    """The trainable parameters as optimizer groups, each with its `lr_multiplier` (1.0 unless a key matches).
+
+    A parameter whose name contains a key of `lr_multipliers` (the first that matches) trains at that factor
+    times the scheduled learning rate: e.g. `{"trainable_tokens": 0.1}` gives PEFT's trainable embedding rows
+    a tenth of LoRA's rate. A key that matches no trainable parameter is an error, not a silent no-op.
+    """
+    lr_multipliers = dict(lr_multipliers or {})
+    groups: dict[float, list] = {}
+    used = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = next((k for k in lr_multipliers if k in name), None)
+        if key is not None:
+            used.add(key)
+        groups.setdefault(lr_multipliers[key] if key is not None else 1.0, []).append(param)
+    unused = sorted(set(lr_multipliers) - used)
+    if unused:
+        raise ValueError(f"lr_multipliers keys match no trainable parameter: {unused}")
+    return [{"params": ps, "lr_multiplier": factor} for factor, ps in groups.items()]
+
+
 def train(
     model,
     train_examples: list[dict],
@@ -186,7 +211,8 @@ def train(
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, config.lr_multipliers), lr=config.lr,
+                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
     warmup_steps = max(1, round(config.warmup_ratio * total_steps))
@@ -211,7 +237,7 @@ def train(
                          for j in range(0, len(indices), micro_size)]
         lr = cosine_lr(step, total_steps, config.lr, warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_multiplier", 1.0)
         step_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
         if accelerator is not None:  # the token count of the whole step, over every process
             step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum"))
