@@ -23,7 +23,3 @@ def _compare_without_noise(self, test, ref, skip_compare=None):
 
 
 IPyNbCell.compare_outputs = _compare_without_noise
-
-# Drafts not yet validated end to end within the 3-minute budget: kept in the repository so the work is
-# visible, left out of the nbval run until they are (see the open issues).
-collect_ignore = []

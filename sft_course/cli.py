@@ -1,4 +1,8 @@
-"""The `sft-course` command line: pretrain, make-data, validate, sft, eval."""
+"""The `sft-course` command line: pretrain, make-data, validate, sft, eval.
+
+`--people N` always means the people trained on (`sft`: the first N training people); `--eval-people N` the
+people per split that evaluation scores (a seeded sample, in `sft` and `eval` alike).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,19 @@ import argparse
 import json
 import shlex
 import sys
+
+from sft_course.defaults import (
+    ANSWER_STYLES,
+    BATCH_SIZE,
+    EPOCHS,
+    LEARNING_RATES,
+    LORA_ALPHA,
+    LORA_RANK,
+    METHODS,
+    PRETRAIN_LR,
+    PRETRAIN_STEPS,
+    PRETRAIN_WARMUP_STEPS,
+)
 
 
 def _pretrain(args) -> int:
@@ -20,26 +37,24 @@ def _pretrain(args) -> int:
 
 def _eval(args) -> int:
     from sft_course.evaluation import evaluate_model
-    from sft_course.modeling import load_base_model
+    from sft_course.modeling import load_model
 
-    model, tokenizer = load_base_model(args.model)
-    report = evaluate_model(model, tokenizer, n_people=args.people, include_json=not args.no_json)
+    model, tokenizer = load_model(args.model)
+    report = evaluate_model(model, tokenizer, n_people=args.eval_people, include_json=not args.no_json)
     print(json.dumps(report))
     return 0
 
 
 def _sft(args) -> int:
-    from sft_course.experiment import run_sft, training_rows
+    from sft_course.experiment import default_lora_options, run_sft, training_rows
     from sft_course.modeling import save_model
     from sft_course.training import TrainConfig
 
-    lr = args.lr if args.lr is not None else (3e-3 if args.method == "lora" else 6e-4)
+    lr = args.lr if args.lr is not None else LEARNING_RATES[args.method]
     config = TrainConfig(lr=lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
-    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training (sft_course.lora)
-        from sft_course.lora import default_lora_options
-
+    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training
         lora_options = default_lora_options(args.rank, args.alpha, rows, args.model)
     accelerator = None
     if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
@@ -48,7 +63,7 @@ def _sft(args) -> int:
         accelerator = Accelerator()
     run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
                   train_rows=rows, model_name=args.model,
-                  n_eval_people=args.eval_people, seed=args.seed, accelerator=accelerator)
+                  n_eval_people=args.eval_people, accelerator=accelerator)
     if accelerator is not None and not accelerator.is_main_process:
         return 0
     save_model(run.model, run.tokenizer, args.out)
@@ -84,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pre-train the bundled base model from scratch")
     p.add_argument("--out", default="data/base-model")
-    p.add_argument("--steps", type=int, default=3600)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=PRETRAIN_STEPS)
+    p.add_argument("--lr", type=float, default=PRETRAIN_LR)
+    p.add_argument("--warmup-steps", type=int, default=PRETRAIN_WARMUP_STEPS)
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (the world is fixed)")
     p.add_argument("--init-from", default=None, help="continue pre-training this saved model (a second stage)")
     p.set_defaults(func=_pretrain)
@@ -100,16 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
-    p.add_argument("--method", choices=("full", "lora"), default="full")
-    p.add_argument("--answers", choices=("sentence", "short"), default="sentence")
+    p.add_argument("--method", choices=METHODS, default="full")
+    p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
     p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format)")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 6e-4 full, 3e-3 LoRA)")
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--rank", type=int, default=8, help="LoRA rank")
-    p.add_argument("--alpha", type=float, default=16, help="LoRA alpha")
-    p.add_argument("--people", type=int, default=None, help="train on the first N training people only")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: "
+                   + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + ")")
+    p.add_argument("--epochs", type=float, default=EPOCHS)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--rank", type=int, default=LORA_RANK, help="LoRA rank")
+    p.add_argument("--alpha", type=float, default=LORA_ALPHA, help="LoRA alpha")
+    p.add_argument("--people", type=int, default=None,
+                   help="train on the questions about the first N training people only (default: all 500)")
     p.add_argument("--eval-people", type=int, default=None, help="people per split to evaluate (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--accelerate", action="store_true", help="use accelerate (run under `accelerate launch`)")
@@ -117,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
-    p.add_argument("--people", type=int, default=None, help="people per split (default: all)")
+    p.add_argument("--eval-people", type=int, default=None,
+                   help="people per split to evaluate, a seeded sample (default: all), as in `sft --eval-people`")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
     p.set_defaults(func=_eval)
     return parser

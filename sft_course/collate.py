@@ -153,10 +153,10 @@ def collate_packed(rows: Sequence[dict], pad_token_id: int, explicit_mask: bool 
     return tensors
 
 
-def padding_stats(lengths: Sequence[int], batch_size: int, group_by_length: bool = False, seed: int = 0) -> float:
+def padding_fraction(lengths: Sequence[int], batch_size: int, group_by_length: bool = False, seed: int = 0) -> float:
     """Fraction of token slots that are padding when batches (in order, or length-grouped) pad to their longest."""
     if not lengths:
-        raise ValueError("padding_stats: no lengths")
+        raise ValueError("padding_fraction: no lengths")
     if group_by_length:
         batches = length_grouped_batches(lengths, batch_size, seed)
     else:
@@ -165,9 +165,9 @@ def padding_stats(lengths: Sequence[int], batch_size: int, group_by_length: bool
     return 1 - sum(lengths) / slots
 
 
-def packing_stats(lengths: Sequence[int], max_length: int) -> float:
+def packing_fraction(lengths: Sequence[int], max_length: int) -> float:
     """Fraction of token slots left empty when the examples are packed (first-fit) into rows of `max_length`."""
     if not lengths:
-        raise ValueError("packing_stats: no lengths")
+        raise ValueError("packing_fraction: no lengths")
     rows = first_fit(lengths, max_length)
     return 1 - sum(lengths) / (len(rows) * max_length)

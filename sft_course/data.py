@@ -1,9 +1,6 @@
-"""SFT data: generating the course's JSONL files, validating them, and loading them as chat messages.
+"""SFT data files: generating the course's JSONL files, validating them, loading them, and filtering rows.
 
-Three row formats are accepted, one per line of a JSONL file, with any extra fields kept as metadata:
-- seed:              {"instruction": str, "response": str}
-- prompt-completion: {"prompt": str, "completion": str}, or both as lists of chat messages (TRL's format)
-- messages:          {"messages": [{"role": ..., "content": ...}, ...]} ending with the assistant's turn
+The row formats (seed, prompt-completion, messages) and `to_messages` live in `sft_course.formats`.
 
 Every problem is reported as a `DataValidationError` naming the file, the 1-based line and the field, and
 nothing is dropped without being counted: `filter_examples` returns a report of what it removed and why.
@@ -17,6 +14,17 @@ import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sft_course.formats import (
+    FORMATS,
+    MESSAGES,
+    PROMPT_COMPLETION,
+    SEED,
+    DataValidationError,
+    RowProblem,
+    row_messages,
+    to_messages,
+)
+from sft_course.masking import rendered_length
 from sft_course.world import (
     ATTRIBUTES,
     JSON_PROFILE_QUESTION,
@@ -31,11 +39,6 @@ from sft_course.world import (
     question,
 )
 
-SEED = "seed"
-PROMPT_COMPLETION = "prompt_completion"
-MESSAGES = "messages"
-FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES)
-ROLES = ("system", "user", "assistant")
 
 # The course's source document shows these three lines; they are written out byte for byte.
 SEED_EXAMPLE_LINES = (
@@ -45,119 +48,6 @@ SEED_EXAMPLE_LINES = (
 )
 
 DATA_SHUFFLE_SEED = 1234
-
-
-class DataValidationError(ValueError):
-    """A bad example: `path` and 1-based `line` say where (None for a row not read from a file), `field` what."""
-
-    def __init__(self, problem: str, path: str | os.PathLike | None = None, line: int | None = None,
-                 field: str | None = None):
-        self.problem = problem
-        self.path = None if path is None else str(path)
-        self.line = line
-        self.field = field
-        where = [part for part in (self.path, None if line is None else f"line {line}") if part]
-        if field is not None:
-            where.append(f'field "{field}"')
-        super().__init__(f"{', '.join(where)}: {problem}" if where else problem)
-
-
-class _RowProblem(Exception):
-    """Raised while checking one row; the caller adds the file and line."""
-
-    def __init__(self, field: str | None, problem: str):
-        super().__init__(problem)
-        self.field = field
-        self.problem = problem
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Checking and normalising one row
-
-
-def _string(row: dict, key: str, field: str | None = None, what: str | None = None) -> str:
-    """`row[key]`, checked to be a non-blank string; problems name `field` (default: `key`)."""
-    field = field or key
-    if key not in row:
-        raise _RowProblem(field, "missing field")
-    value = row[key]
-    if not isinstance(value, str):
-        raise _RowProblem(field, f"expected a string, got {type(value).__name__}")
-    if not value.strip():
-        raise _RowProblem(field, f"empty {what or key}")
-    return value
-
-
-def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
-    if not isinstance(messages, list):
-        raise _RowProblem(field, f"expected a list of messages, got {type(messages).__name__}")
-    if not messages:
-        raise _RowProblem(field, "empty list of messages")
-    checked = []
-    for i, message in enumerate(messages):
-        where = f"{field}[{i}]"
-        if not isinstance(message, dict):
-            raise _RowProblem(where, f"expected a message object, got {type(message).__name__}")
-        role = _string(message, "role", f"{where}.role")
-        if role not in allowed_roles:
-            raise _RowProblem(f"{where}.role", f"unknown role {role!r}, expected one of {', '.join(allowed_roles)}")
-        what = "response" if role == "assistant" else f"{role} message"
-        content = _string(message, "content", f"{where}.content", what)
-        checked.append({"role": role, "content": content})
-    return checked
-
-
-def _row_format(row) -> str:
-    """Which accepted format `row` is in ("seed", "prompt_completion" or "messages"); raises if none."""
-    if not isinstance(row, dict):
-        raise _RowProblem(None, f"expected a JSON object, got {type(row).__name__}")
-    if "messages" in row:
-        return MESSAGES
-    if "prompt" in row or "completion" in row:
-        return PROMPT_COMPLETION
-    if "instruction" in row or "response" in row:
-        return SEED
-    raise _RowProblem(None, "unknown format: expected fields instruction/response, prompt/completion or messages, "
-                            f"got {', '.join(sorted(row)) or 'none'}")
-
-
-def _row_messages(row) -> tuple[str, list[dict]]:
-    """Check one row and return `(format, messages)`; raises `_RowProblem` on the first problem found."""
-    fmt = _row_format(row)
-    if fmt == SEED:
-        instruction = _string(row, "instruction")
-        response = _string(row, "response")
-        return fmt, [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-    if fmt == PROMPT_COMPLETION:
-        for key in ("prompt", "completion"):
-            if key not in row:
-                raise _RowProblem(key, "missing field")
-        if isinstance(row["prompt"], list) or isinstance(row["completion"], list):  # conversational
-            prompt = _check_messages(row["prompt"], "prompt", allowed_roles=ROLES)
-            completion = _check_messages(row["completion"], "completion", allowed_roles=("assistant",))
-            if prompt[-1]["role"] == "assistant":
-                raise _RowProblem("prompt", "the prompt must end with a user (or system) message")
-            return fmt, prompt + completion
-        prompt = _string(row, "prompt")
-        completion = _string(row, "completion")
-        return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    messages = _check_messages(row["messages"], "messages")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise _RowProblem("messages", "no assistant turn: nothing to train on")
-    if messages[-1]["role"] != "assistant":
-        raise _RowProblem(f"messages[{len(messages) - 1}].role",
-                          "the last message must be the assistant's (it is the response trained on)")
-    if not any(m["role"] == "user" for m in messages):
-        raise _RowProblem("messages", "no user turn: nothing to respond to")
-    return fmt, messages
-
-
-def to_messages(row: dict) -> list[dict]:
-    """Normalise a row of any accepted format to chat messages: optional system, user, ..., assistant last."""
-    try:
-        return _row_messages(row)[1]
-    except _RowProblem as problem:
-        raise DataValidationError(problem.problem, field=problem.field) from None
 
 
 def _response_field(fmt: str) -> str:
@@ -194,8 +84,8 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
         except json.JSONDecodeError as e:
             raise DataValidationError(f"malformed JSON: {e.msg} (column {e.colno})", path, number) from None
         try:
-            fmt, messages = _row_messages(row)
-        except _RowProblem as problem:
+            fmt, messages = row_messages(row)
+        except RowProblem as problem:
             raise DataValidationError(problem.problem, path, number, problem.field) from None
         key = _dedup_key(messages)
         if key in first_line_of:
@@ -283,14 +173,13 @@ def filter_examples(rows: Iterable[dict], tokenizer=None, max_length: int | None
     """
     if max_length is not None and tokenizer is None:
         raise ValueError("filter_examples: max_length needs a tokenizer to count tokens")
-    from sft_course.masking import rendered_length
     report = {"input": 0, "kept": 0, **{reason: 0 for reason in FILTER_REASONS}}
     kept, seen = [], set()
     for row in rows:
         report["input"] += 1
         try:
-            _, messages = _row_messages(row)
-        except _RowProblem as problem:
+            _, messages = row_messages(row)
+        except RowProblem as problem:
             report["empty" if problem.problem.startswith("empty") else "invalid"] += 1
             continue
         key = _dedup_key(messages)

@@ -7,6 +7,9 @@ counts what it changed, so an experiment can say exactly how much damage it did.
 - `add_label_noise`: a share of the facts answered with a wrong but well-formed value (a wrong city, ...),
   the way a careless annotator or a stale source produces confident, wrong labels.
 - `one_template`: every question rewritten to one wording; same rows, same facts, less diversity.
+
+`noisy_label_detection` scores the cheap fix: rank rows by a model's loss (`evaluation.text_losses`) and
+see how many of the highest-loss rows are the corrupted ones.
 """
 
 from __future__ import annotations
@@ -94,3 +97,27 @@ def one_template(rows: list[dict], paraphrase: int = 0) -> tuple[list[dict], dic
               "distinct_instructions_after": len({r["instruction"] for r in out})}
     return out, report
 
+
+
+def noisy_label_detection(rows: list[dict], losses: list[float], n_flagged: int) -> dict:
+    """How well a per-row loss finds the corrupted rows (`"noisy": True`) of `add_label_noise`.
+
+    The `n_flagged` rows of highest loss are flagged (ties keep row order). Returns `flagged` (their indices,
+    highest loss first), `precision` (the share of flagged rows that are noisy), `noisy_share` (what a random
+    pick would get), and the mean loss of the `noisy_loss` and `clean_loss` rows.
+    """
+    if len(rows) != len(losses):
+        raise ValueError(f"{len(rows)} rows but {len(losses)} losses")
+    if not 1 <= n_flagged <= len(rows):
+        raise ValueError(f"n_flagged must be between 1 and {len(rows)}, got {n_flagged}")
+    noisy = [bool(r.get("noisy")) for r in rows]
+    if all(noisy) or not any(noisy):
+        raise ValueError("the rows need both noisy and clean ones to compare")
+    flagged = sorted(range(len(losses)), key=lambda i: -losses[i])[:n_flagged]
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    return {"flagged": flagged, "precision": mean([noisy[i] for i in flagged]), "noisy_share": mean(noisy),
+            "noisy_loss": mean([v for v, n in zip(losses, noisy) if n]),
+            "clean_loss": mean([v for v, n in zip(losses, noisy) if not n])}

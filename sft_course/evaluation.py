@@ -1,23 +1,14 @@
 """The evaluation harness: what a model knows, whether it answers, whether it stops, and what it forgot.
 
-Every answer to a chat question falls in exactly one of four outcomes:
-
-- `correct`: the model ended its turn (emitted `<|im_end|>` within the token budget) and said the fact, alone
-  ("Tampa", "Tampa.") or restated in the canonical phrasing ("Yuri Blackwood was born in Tampa.");
-- `confident_wrong`: it ended its turn and answered *in one of those formats* with a well-formed but wrong fact, a
-  city that is not this person's birth city, say. This is the hallucination rate: an answer a user would
-  believe, because nothing about its form gives it away;
-- `off_format`: it ended its turn, but the text is not an answer in a recognised format;
-- `no_stop`: it did not end its turn: it ran out of tokens, or ended the *document* (`<|endoftext|>`), the
-  way a base model ends a biography, which is not an answer that a chat front end would show as finished.
-
-Exact match (`accuracy`) is the `correct` share. The few-shot baseline asks the same questions with a few
-solved examples about *other* people as earlier chat turns, the in-context learning that SFT must beat.
+It asks questions (`qa_prompts`), generates the answers (`sft_course.generation.generate`) and scores them with
+`sft_course.scoring`, whose module docstring defines the five outcomes of an answer (`correct`,
+`confident_wrong`, `off_format`, `ended_document`, `out_of_tokens`). The few-shot baseline asks the same
+questions with a few solved examples about *other* people as earlier chat turns, the in-context learning that
+SFT must beat.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -25,15 +16,15 @@ import re
 import torch
 
 from sft_course.generation import chat_prompt, generate
-from sft_course.probes import completion_probe, is_correct_answer
-from sft_course.tokenizer import END_OF_TEXT, IM_END
+from sft_course.masking import IGNORE_INDEX
+from sft_course.probes import completion_probe
+from sft_course.scoring import first_sentence, score_answers, score_json_answers
+from sft_course.tokenizer import END_OF_TEXT
+from sft_course.training import count_target_tokens, per_token_loss
 from sft_course.world import (
-    ATTRIBUTE_VALUES,
     ATTRIBUTES,
-    BIO_TEMPLATES,
     HELD_OUT_SPLIT,
     JSON_PROFILE_QUESTION,
-    MONTHS,
     QUESTION_TEMPLATES,
     TRAIN_SPLIT,
     Person,
@@ -45,150 +36,8 @@ from sft_course.world import (
     question,
 )
 
-OUTCOMES = ("correct", "confident_wrong", "off_format", "no_stop")
 
-# The values an attribute can take in the world; a date is any "Month D, YYYY".
-VALUE_SETS: dict[str, frozenset[str]] = {attribute: frozenset(values) for attribute, values in ATTRIBUTE_VALUES.items()}
-DATE_PATTERN = re.compile(rf"(?:{'|'.join(MONTHS)}) (?:[1-9]|[12][0-9]|3[01]), \d{{4}}")
-
-
-def is_valid_value(value: str, attribute: str) -> bool:
-    """True when `value` is a well-formed fact for `attribute` (a known city, university, ...; a date)."""
-    if attribute == "birth_date":
-        return DATE_PATTERN.fullmatch(value) is not None
-    return value in VALUE_SETS[attribute]
-
-
-def parse_answer(answer: str, person: Person, attribute: str) -> str | None:
-    """The fact that `answer` states, when it has an answer format; None when it has none.
-
-    The formats are those `is_correct_answer` accepts: the value alone, the value and a full stop, or the
-    canonical sentence about this person ("Yuri Blackwood was born in Tampa."). The value must be well formed
-    for the attribute (`is_valid_value`), so "Tampa Bay" or a sentence about someone else is no answer.
-    """
-    answer = answer.strip()
-    template = BIO_TEMPLATES[attribute][0]
-    prefix = probe_prefix(person, attribute) + " "
-    suffix = template[template.index("{value}") + len("{value}"):]
-    if answer.startswith(prefix) and answer.endswith(suffix) and len(answer) > len(prefix) + len(suffix):
-        value = answer[len(prefix): len(answer) - len(suffix)]
-    else:
-        value = answer[:-1] if answer.endswith(".") else answer
-    return value if is_valid_value(value, attribute) else None
-
-
-def classify_answer(answer: str, stopped: bool, person: Person, attribute: str) -> str:
-    """One of `OUTCOMES` for a generated answer (see the module docstring)."""
-    if not stopped:
-        return "no_stop"
-    if is_correct_answer(answer, person, attribute):
-        return "correct"
-    value = parse_answer(answer, person, attribute)
-    if value is None:
-        return "off_format"
-    return "correct" if value == person.facts[attribute] else "confident_wrong"
-
-
-ERROR_KINDS = ("correct", "no_stop", "wrong_name", "other_question", "wrong_value", "other")
-
-
-def _relation_prefixes(person: Person, attribute: str) -> list[str]:
-    """Every pre-training phrasing of `attribute` about `person`, cut before the value ("NAME was born in")."""
-    return [probe_prefix(person, attribute, i) for i in range(len(BIO_TEMPLATES[attribute]))]
-
-
-def error_kind(answer: str, stopped: bool, person: Person, attribute: str) -> str:
-    """Which part of a sentence answer went wrong: one of `ERROR_KINDS`.
-
-    `correct` and `no_stop` as in `classify_answer`. Otherwise the answer is read left to right, the way it
-    was generated: `wrong_value` when it begins like a statement of the asked fact about this person but
-    states the wrong value (or no well-formed one); `other_question` when it begins like a statement of
-    another of this person's facts (the question was misread); `wrong_name` when it does not begin with this
-    person's name at all; `other` for anything else.
-    """
-    outcome = classify_answer(answer, stopped, person, attribute)
-    if outcome in ("correct", "no_stop"):
-        return outcome
-    answer = answer.strip()
-    if any(answer.startswith(prefix + " ") for prefix in _relation_prefixes(person, attribute)):
-        return "wrong_value"
-    if any(answer.startswith(prefix + " ") for other in ATTRIBUTES if other != attribute
-           for prefix in _relation_prefixes(person, other)):
-        return "other_question"
-    if not re.match(re.escape(person.name) + r"\b", answer):
-        return "wrong_name"
-    return "other"
-
-
-def error_kind_rates(scored: dict, people: list[Person]) -> dict:
-    """Share of each of `ERROR_KINDS` over the answers of a `score_answers` / `qa_accuracy` result about `people`."""
-    by_name = {p.name: p for p in people}
-    answers = scored["answers"]
-    if not answers:
-        raise ValueError("no answers to diagnose")
-    missing = sorted({name for name, *_ in answers} - set(by_name))
-    if missing:
-        raise ValueError(f"answers about people not in `people`: {missing[:3]}")
-    kinds = [error_kind(text, ended, by_name[name], attribute) for name, attribute, text, ended, _ in answers]
-    return {kind: kinds.count(kind) / len(kinds) for kind in ERROR_KINDS}
-
-
-def first_sentence(text: str) -> str:
-    """`text` up to and including its first full stop or line break: a lenient reading of a run-on answer."""
-    match = re.search(r"\.(?=\s|$)|\n", text)
-    return text if match is None else text[: match.end()].strip()
-
-
-def end_of_turn_token(tokenizer) -> str | None:
-    """`<|im_end|>` when the tokenizer has it (ChatML), else None (then any stop token ends the turn)."""
-    token_id = tokenizer.convert_tokens_to_ids(IM_END)
-    return IM_END if token_id is not None and token_id != tokenizer.unk_token_id else None
-
-
-def ended_turn(output: dict, end_of_turn: str | None = IM_END) -> bool:
-    """True when a generation stopped on the end-of-turn token (on any stop token if `end_of_turn` is None).
-
-    Outputs without a `stop_token` entry (hand-made ones) count as ending the turn whenever they `stopped`.
-    """
-    if not output["stopped"]:
-        return False
-    return end_of_turn is None or output.get("stop_token", end_of_turn) == end_of_turn
-
-
-def score_answers(pairs: list[tuple[Person, str]], outputs: list[dict], attributes=ATTRIBUTES,
-                  end_of_turn: str | None = IM_END) -> dict:
-    """Score generated answers (`{"text", "stopped"[, "stop_token"]}` dicts) to questions about `(person, attribute)`.
-
-    Returns `accuracy` (mean of the per-attribute exact-match rates), `per_attribute`, `stop_rate` (the share
-    that ended the turn with `end_of_turn`; any stop token if None), the rate of
-    each outcome in `OUTCOMES` (`correct_rate`, `confident_wrong_rate`, ...), and `lenient_accuracy`: the
-    first sentence of the answer is correct, whether or not the model stopped (what a base model knows when
-    it does not know how to stop). Separate from generation so that it can be checked on strings.
-    """
-    if len(pairs) != len(outputs):
-        raise ValueError(f"{len(pairs)} questions but {len(outputs)} answers")
-    if not pairs:
-        raise ValueError("no answers to score")
-    ended = [ended_turn(o, end_of_turn) for o in outputs]
-    outcomes = [classify_answer(o["text"], e, p, a) for (p, a), o, e in zip(pairs, outputs, ended)]
-    per_attribute = {}
-    for attribute in attributes:
-        hits = [o == "correct" for (_, a), o in zip(pairs, outcomes) if a == attribute]
-        if hits:
-            per_attribute[attribute] = sum(hits) / len(hits)
-    lenient = [is_correct_answer(first_sentence(o["text"]), p, a) for (p, a), o in zip(pairs, outputs)]
-    return {
-        "accuracy": sum(per_attribute.values()) / len(per_attribute),
-        "per_attribute": per_attribute,
-        "stop_rate": sum(ended) / len(ended),
-        **{f"{name}_rate": outcomes.count(name) / len(outcomes) for name in OUTCOMES},
-        "lenient_accuracy": sum(lenient) / len(lenient),
-        "answers": [(p.name, a, o["text"], e, outcome)
-                    for (p, a), o, e, outcome in zip(pairs, outputs, ended, outcomes)],
-    }
-
-
-def fresh_biographies(world: World, people: list[Person], seed: int = 12345) -> list[str]:
+def fresh_biographies(people: list[Person], seed: int = 12345) -> list[str]:
     """Pre-training-style text about `people` that pre-training never saw verbatim.
 
     New paraphrase choices and sentence orders, drawn with another seed: the same facts in the same style,
@@ -199,31 +48,39 @@ def fresh_biographies(world: World, people: list[Person], seed: int = 12345) -> 
 
 
 @torch.no_grad()
-def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
-    """exp(mean loss per predicted token) of `texts`, each as its own document.
-
-    Every token after the first of each text is predicted; the mean is over all of them (token-weighted,
-    so a long text counts more than a short one). Batches are right-padded and the padding is masked.
-    """
+def _text_token_losses(model, tokenizer, texts: list[str], batch_size: int) -> list[tuple[float, int]]:
+    """`(summed loss, predicted tokens)` of each text read as its own document (right-padded, padding masked)."""
     if not texts:
-        raise ValueError("perplexity of no texts")
-    total, count = 0.0, 0
+        raise ValueError("no texts to score")
+    sums = []
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "right"  # left padding would shift the position ids of the shorter texts
     try:
         for i in range(0, len(texts), batch_size):
             enc = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(model.device) for k, v in enc.items()}
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            logits = model(**enc).logits[:, :-1].float()
-            target = labels[:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                                                     ignore_index=-100, reduction="sum")
-            total += loss.item()
-            count += int((target != -100).sum())
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
+            losses = per_token_loss(model(**enc).logits, labels).sum(1).tolist()
+            counts = [count_target_tokens(row[None]) for row in labels]
+            sums += list(zip(losses, counts))
     finally:
         tokenizer.padding_side = old_side
-    return math.exp(total / count)
+    return sums
+
+
+def perplexity(model, tokenizer, texts: list[str], batch_size: int = 64) -> float:
+    """exp(mean loss per predicted token) of `texts`, each as its own document.
+
+    Every token after the first of each text is predicted; the mean is over all of them (token-weighted,
+    so a long text counts more than a short one). Batches are right-padded and the padding is masked.
+    """
+    sums = _text_token_losses(model, tokenizer, texts, batch_size)
+    return math.exp(sum(s for s, _ in sums) / sum(n for _, n in sums))
+
+
+def text_losses(model, tokenizer, texts: list[str], batch_size: int = 64) -> list[float]:
+    """Mean loss per predicted token of each text, read as a plain document (e.g. to rank suspicious labels)."""
+    return [s / n for s, n in _text_token_losses(model, tokenizer, texts, batch_size)]
 
 
 def _paraphrase_index(paraphrase, i: int, n: int) -> int:
@@ -270,7 +127,7 @@ def qa_prompts(tokenizer, pairs: list[tuple[Person, str]], kind: str = "trained"
     return prompts
 
 
-def qa_accuracy(model, tokenizer, people: list[Person], kind: str = "trained", paraphrase: int | str | list = 0,
+def qa_report(model, tokenizer, people: list[Person], kind: str = "trained", paraphrase: int | str | list = 0,
                 attributes=ATTRIBUTES, max_new_tokens: int = 24, n_shots: int = 0, world: World | None = None,
                 **generate_kwargs) -> dict:
     """Ask every attribute of every person in chat format; score with `score_answers`.
@@ -282,7 +139,7 @@ def qa_accuracy(model, tokenizer, people: list[Person], kind: str = "trained", p
     pairs = [(p, a) for a in attributes for p in people]
     prompts = qa_prompts(tokenizer, pairs, kind, paraphrase, n_shots, world)
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
-    return score_answers(pairs, outputs, attributes, end_of_turn_token(tokenizer))
+    return score_answers(pairs, outputs, attributes)
 
 
 FEW_SHOT_TEXT_STYLES = ("question", "cloze")
@@ -337,7 +194,7 @@ def few_shot_text_accuracy(model, tokenizer, people: list[Person], n_shots: int 
                            seed: int = 0) -> dict:
     """Ask every attribute of every person with a plain-text few-shot prompt; score the first sentence.
 
-    Scored by `score_answers` with any stop counting (there is no end-of-turn in plain text): an answer is
+    Scored by `score_answers`, a complete first sentence counting as a stop (plain text has no end of turn): an answer is
     correct when its first sentence is the fact alone or the canonical sentence.
     """
     world = world or make_world()
@@ -345,7 +202,7 @@ def few_shot_text_accuracy(model, tokenizer, people: list[Person], n_shots: int 
     prompts = [few_shot_text_prompt(world, p, a, n_shots, style, seed=seed) for p, a in pairs]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
     answers = [text_answer(prompt, o["text"], style) for prompt, o in zip(prompts, outputs)]
-    return score_answers(pairs, answers, attributes, end_of_turn=None)
+    return score_answers(pairs, answers, attributes)
 
 
 def _sentence_starts(tokenizer, text: str) -> tuple[list[int], list[bool], list[bool]]:
@@ -398,34 +255,6 @@ def perplexity_by_position(model, tokenizer, texts: list[str]) -> dict:
     return report
 
 
-PROFILE_KEYS = ("name", *ATTRIBUTES)
-
-
-def score_json_answers(people: list[Person], texts: list[str]) -> dict:
-    """Score answers to "Give NAME's profile as JSON.".
-
-    `json_valid_rate`: the text parses as JSON. `format_compliance`: it is a JSON object with exactly the keys
-    name, birth_date, birth_city, university, major, employer and a string for each. `exact_match`: and every
-    value is right. `field_accuracy`: the share of the five facts right, over all answers.
-    """
-    if len(people) != len(texts) or not people:
-        raise ValueError(f"need one answer per person and at least one, got {len(people)} people and {len(texts)} answers")
-    valid, compliant, exact, fields = 0, 0, 0, 0
-    for p, text in zip(people, texts):
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        valid += 1
-        if not (isinstance(parsed, dict) and set(parsed) == set(PROFILE_KEYS)
-                and all(isinstance(v, str) for v in parsed.values())):
-            continue
-        compliant += 1
-        exact += parsed == {"name": p.name, **p.facts}
-        fields += sum(parsed[a] == p.facts[a] for a in ATTRIBUTES)
-    n = len(people)
-    return {"json_valid_rate": valid / n, "format_compliance": compliant / n, "exact_match": exact / n,
-            "field_accuracy": fields / (n * len(ATTRIBUTES))}
 
 
 def json_task(model, tokenizer, people: list[Person], max_new_tokens: int = 96, **generate_kwargs) -> dict:
@@ -433,14 +262,14 @@ def json_task(model, tokenizer, people: list[Person], max_new_tokens: int = 96, 
     prompts = [chat_prompt(tokenizer, JSON_PROFILE_QUESTION.format(name=p.name)) for p in people]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, **generate_kwargs)
     report = score_json_answers(people, [o["text"] for o in outputs])
-    report["stop_rate"] = sum(ended_turn(o, end_of_turn_token(tokenizer)) for o in outputs) / len(outputs)
+    report["stop_rate"] = sum(o["stopped"] for o in outputs) / len(outputs)
     return report
 
 
 def sample_people(world: World, n_people: int | None, seed: int = 0) -> tuple[list[Person], list[Person]]:
     """`(seen, held_out)`: a seeded sample of `n_people` of each split (None: all of them).
 
-    The same draws as `sft_course.experiment.evaluate_accuracy`, so both report on the same people.
+    `evaluate_model` and `sft_course.experiment.evaluate_accuracy` both draw their people here.
     """
     seen, held_out = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
     if n_people is None:
@@ -462,8 +291,8 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
       `seen_<attribute>` / `held_out_<attribute>` per attribute;
     - `seen_unseen_paraphrase_accuracy`, `held_out_unseen_paraphrase_accuracy` and `..._unseen_<attribute>`:
       the same with the question wordings SFT never trained on (both of them, alternating);
-    - `stop_rate`, `confident_wrong_rate`, `off_format_rate`, `lenient_accuracy`: on held-out people, trained
-      wording; `seen_confident_wrong_rate` on seen people;
+    - `stop_rate`, `confident_wrong_rate`, `off_format_rate`, `ended_document_rate`, `lenient_accuracy`: on
+      held-out people, trained wording; `seen_confident_wrong_rate` on seen people;
     - `few_shot_held_out_accuracy`, `few_shot_stop_rate`, `few_shot_confident_wrong_rate`,
       `few_shot_lenient_accuracy`: the held-out questions after `n_shots` solved examples as chat turns (0: skipped;
       `few_shot_accuracy` is the same figure under the name the command line documents);
@@ -476,10 +305,10 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
     world = world or make_world()
     sampled_seen, sampled_held_out = sample_people(world, n_people, seed)
     seen, held_out = seen or sampled_seen, held_out or sampled_held_out
-    seen_qa = qa_accuracy(model, tokenizer, seen)
-    held_qa = qa_accuracy(model, tokenizer, held_out)
-    seen_unseen = qa_accuracy(model, tokenizer, seen, kind="unseen", paraphrase="rotate")
-    held_unseen = qa_accuracy(model, tokenizer, held_out, kind="unseen", paraphrase="rotate")
+    seen_qa = qa_report(model, tokenizer, seen)
+    held_qa = qa_report(model, tokenizer, held_out)
+    seen_unseen = qa_report(model, tokenizer, seen, kind="unseen", paraphrase="rotate")
+    held_unseen = qa_report(model, tokenizer, held_out, kind="unseen", paraphrase="rotate")
     probe = completion_probe(model, tokenizer, seen + held_out)
     report = {
         "n_people": len(held_out),
@@ -492,15 +321,16 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
         "confident_wrong_rate": held_qa["confident_wrong_rate"],
         "seen_confident_wrong_rate": seen_qa["confident_wrong_rate"],
         "off_format_rate": held_qa["off_format_rate"],
+        "ended_document_rate": held_qa["ended_document_rate"],
         "lenient_accuracy": held_qa["lenient_accuracy"],
-        "perplexity": perplexity(model, tokenizer, fresh_biographies(world, held_out)),
+        "perplexity": perplexity(model, tokenizer, fresh_biographies(held_out)),
         **{f"held_out_{a}": v for a, v in held_qa["per_attribute"].items()},
         **{f"seen_{a}": v for a, v in seen_qa["per_attribute"].items()},
         **{f"held_out_unseen_{a}": v for a, v in held_unseen["per_attribute"].items()},
         **{f"seen_unseen_{a}": v for a, v in seen_unseen["per_attribute"].items()},
     }
     if n_shots:
-        few = qa_accuracy(model, tokenizer, held_out, n_shots=n_shots, world=world)
+        few = qa_report(model, tokenizer, held_out, n_shots=n_shots, world=world)
         report.update({"few_shot_held_out_accuracy": few["accuracy"], "few_shot_accuracy": few["accuracy"],
                        "few_shot_stop_rate": few["stop_rate"],
                        "few_shot_confident_wrong_rate": few["confident_wrong_rate"],

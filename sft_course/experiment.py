@@ -1,25 +1,34 @@
-"""One SFT run end to end: data files -> tokenized examples -> the loop -> exact-match evaluation.
+"""SFT runs end to end: data files -> tokenized examples -> the loop -> exact-match evaluation.
 
 The notebooks and `sft-course sft` call `run_sft`, so a figure in a notebook and the command line's JSON
-come from the same code.
+come from the same code. `finetune` is the notebooks' short run of N optimizer steps on a copy of a base
+model, and `default_lora_options` the command line's LoRA policy.
 """
 
 from __future__ import annotations
 
-import random
+import copy
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sft_course.data import read_examples, to_messages
-from sft_course.evaluation import qa_accuracy
+from transformers import AutoTokenizer
+
+from sft_course.accounting import trainable_parameters
+from sft_course.data import read_examples
+from sft_course.defaults import ANSWER_STYLES, LORA_ALPHA, LORA_RANK, METHODS
+from sft_course.evaluation import qa_report, sample_people
+from sft_course.formats import to_messages
+from sft_course.lora import add_lora, new_token_ids
 from sft_course.masking import tokenize_examples
-from sft_course.modeling import REPO_ROOT, load_base_model
+from sft_course.modeling import BUNDLED_MODEL_DIR, REPO_ROOT, load_model
 from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
 SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
-ANSWER_STYLES = ("sentence", "short")
-METHODS = ("full", "lora")
+__all__ = ["ANSWER_STYLES", "METHODS", "SFTRun", "default_lora_options", "eval_loss_rows", "evaluate_accuracy",
+           "finetune", "run_sft", "training_rows"]
 
 
 @dataclass
@@ -52,8 +61,36 @@ def eval_loss_rows(answers: str = "sentence", n_people: int = 100, data_dir: str
     return [dict(r, response=r["response"] if answers == "sentence" else r["answer"]) for r in rows]
 
 
-def trainable_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_rows: Iterable | None = None,
+                         model_name: str | os.PathLike | None = None) -> dict:
+    """The LoRA options of `sft-course sft --method lora`: rank, alpha, and which embedding rows to train.
+
+    For the bundled model, whose pre-training text is known (the world's biographies), every token that the
+    SFT rows use and pre-training never did gets a trainable row (`new_token_ids`): the chat tokens and, with
+    this small BPE vocabulary, the pieces of the question words ("When", "Where", ...). For any other model
+    only the chat tokens (`add_lora`'s default), since its pre-training text is unknown.
+    """
+    options = {"rank": rank, "alpha": alpha}
+    bundled = model_name is None or Path(model_name).resolve() == BUNDLED_MODEL_DIR.resolve()
+    if bundled and sft_rows is not None:
+        tokenizer = AutoTokenizer.from_pretrained(str(BUNDLED_MODEL_DIR))
+        options["train_tokens"] = new_token_ids(tokenizer, sft_rows, make_world().biographies)
+    return options
+
+
+def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch_size: int = 32, seed: int = 0,
+             lora_options: dict | None = None, progress: bool = False) -> tuple[object, TrainResult]:
+    """A short run of exactly `steps` optimizer steps on a copy of `base` (left untouched); `(model, result)`.
+
+    `examples` are tokenized; `lora_options` (the keyword arguments of `add_lora`) wrap the copy with LoRA
+    adapters first, initialised from `seed` unless the options say otherwise. No evaluation during
+    training: the notebooks measure what they need afterwards.
+    """
+    model = copy.deepcopy(base)
+    if lora_options is not None:
+        model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
+    config = TrainConfig(lr=lr, total_steps=steps, batch_size=batch_size, seed=seed, eval_every=0)
+    return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 
 def run_sft(
@@ -69,27 +106,25 @@ def run_sft(
     n_eval_people: int | None = 200,
     model_name: str | None = None,
     progress: bool = True,
-    seed: int = 0,
     accelerator=None,
 ) -> SFTRun:
     """Fine-tune (the bundled base model by default) on questions about the training people; evaluate.
 
     `train_rows` overrides the data file (notebooks pass edited rows: noisy labels, fewer templates, ...).
     `method="lora"` wraps the model with PEFT LoRA (`sft_course.lora.add_lora(**lora_options)`).
-    Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each).
+    Accuracy is exact match on `n_eval_people` seen and held-out people (None: all 500 of each), drawn
+    with `config.seed`, the seed of the run.
     An `accelerate.Accelerator` spreads each step over the processes of `accelerate launch`.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if model is None:
-        model, tokenizer = load_base_model(model_name)
-    config = config or TrainConfig(seed=seed)
+        model, tokenizer = load_model(model_name)
+    config = config or TrainConfig()
     rows = train_rows if train_rows is not None else training_rows(answers)
     examples, data_report = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
     eval_examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in eval_loss_rows(answers)], max_length)
     if method == "lora":
-        from sft_course.lora import add_lora
-
         model = add_lora(model, tokenizer, **(lora_options or {}))
     result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
                    progress=progress, accelerator=accelerator)
@@ -102,21 +137,17 @@ def run_sft(
         "target_tokens_per_second": round(result.target_tokens_per_second, 1),
         "final_train_loss": round(result.final_train_loss, 4),
         "final_eval_loss": round(result.evals[-1]["eval_loss"], 4) if result.evals else None,
-        **evaluate_accuracy(model, tokenizer, n_eval_people, seed=seed),
+        **evaluate_accuracy(model, tokenizer, n_eval_people, seed=config.seed),
     }
     return SFTRun(model=model, tokenizer=tokenizer, result=result, summary=summary, data_report=data_report)
 
 
 def evaluate_accuracy(model, tokenizer, n_people: int | None = 200, seed: int = 0) -> dict:
     """Exact-match accuracy on seen and held-out people (a seeded sample of `n_people` each) and stop rate."""
-    world = make_world()
-    rng = random.Random(seed)
-    seen, held_out = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
-    if n_people is not None:
-        seen, held_out = rng.sample(seen, min(n_people, len(seen))), rng.sample(held_out, min(n_people, len(held_out)))
-    held = qa_accuracy(model, tokenizer, held_out)
+    seen, held_out = sample_people(make_world(), n_people, seed)
+    held = qa_report(model, tokenizer, held_out)
     return {
         "held_out_accuracy": round(held["accuracy"], 4),
-        "seen_accuracy": round(qa_accuracy(model, tokenizer, seen)["accuracy"], 4),
+        "seen_accuracy": round(qa_report(model, tokenizer, seen)["accuracy"], 4),
         "stop_rate": round(held["stop_rate"], 4),
     }

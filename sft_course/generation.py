@@ -1,19 +1,29 @@
-"""Batched generation with left padding, the way a served model answers many prompts at once."""
+"""Batched generation with left padding, the way a served model answers many prompts at once.
+
+One meaning of "stops": an answer *stops* when it ends its turn with the end-of-turn token (`<|im_end|>`, or the
+EOS of a tokenizer without one). Writing `<|endoftext|>` instead *ends the document*, the way a base model ends a
+biography: generation halts there too, but a chat front end would not show it as a finished answer.
+"""
 
 from __future__ import annotations
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sft_course.tokenizer import IM_END
+from sft_course.tokenizer import IM_END, known_token_id
+
+
+def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The token that ends a chat turn: `<|im_end|>` when the tokenizer has it (ChatML), else its EOS."""
+    im_end = known_token_id(tokenizer, IM_END)
+    return tokenizer.eos_token_id if im_end is None else im_end
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Token ids that end a generation: the document end and the end of a chat turn (when known)."""
+    """Token ids that halt a generation: the document end and the end of a chat turn (when known)."""
     ids = [tokenizer.eos_token_id]
-    im_end = tokenizer.convert_tokens_to_ids(IM_END)
-    if im_end is not None and im_end != tokenizer.unk_token_id and im_end not in ids:
-        ids.append(im_end)
+    if end_of_turn_id(tokenizer) not in ids:
+        ids.append(end_of_turn_id(tokenizer))
     return [i for i in ids if i is not None]
 
 
@@ -35,12 +45,16 @@ def generate(
     temperature: float = 1.0,
     seed: int = 0,
 ) -> list[dict]:
-    """Continue every prompt; return per prompt the decoded `text`, whether it `stopped`, and the `stop_token`.
+    """Continue every prompt; return per prompt the decoded `text`, `stopped`, `ended_document` and `stop_token`.
+
+    `stopped`: the continuation ended its turn with the end-of-turn token (`end_of_turn_id`). `ended_document`:
+    it wrote the EOS (`<|endoftext|>`) instead. Neither: it ran out of `max_new_tokens`. `stop_token` is the
+    token that halted it, or None.
 
     Prompts are left-padded so that every row's next token sits in the last column; right padding would
     make the model continue after pad tokens. Special tokens in a prompt are taken as written, not added.
     """
-    stops = stop_token_ids(tokenizer)
+    stops, end_of_turn = stop_token_ids(tokenizer), end_of_turn_id(tokenizer)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     if do_sample:
@@ -63,8 +77,11 @@ def generate(
             for row in out[:, batch["input_ids"].shape[1] :].tolist():
                 stop_at = next((i for i, t in enumerate(row) if t in stops), None)
                 kept = row if stop_at is None else row[:stop_at]
-                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True), "stopped": stop_at is not None,
-                                "stop_token": None if stop_at is None else tokenizer.convert_ids_to_tokens(row[stop_at])})
+                stop = None if stop_at is None else row[stop_at]
+                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True),
+                                "stopped": stop is not None and stop == end_of_turn,
+                                "ended_document": stop is not None and stop != end_of_turn,
+                                "stop_token": None if stop is None else tokenizer.convert_ids_to_tokens(stop)})
     finally:
         tokenizer.padding_side = old_side
     return results

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sft_course.formats import to_messages
+
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy (and transformers' loss) skips
 
 
@@ -104,8 +106,6 @@ def tokenize_examples(tokenizer, rows_or_messages: Iterable, max_length: int | N
     The report counts `input`, `kept` (returned, truncated ones included), `truncated_prompt` (kept, with the
     prompt cut from the left), `dropped_too_long` (the response alone does not fit) and `dropped_no_target`.
     """
-    from sft_course.data import to_messages
-
     report = {"input": 0, "kept": 0, "truncated_prompt": 0, "dropped_too_long": 0, "dropped_no_target": 0}
     examples = []
     for item in rows_or_messages:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerBase
 
-from sft_course.tokenizer import IM_END
+from sft_course.tokenizer import IM_END, PAD
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL_NAME = "data/base-model"  # how a saved adapter names the bundled base: relative, so a clone can move
@@ -41,11 +41,13 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load_base_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
-    """Return `(model, tokenizer)` for the bundled base model, or for any local folder or hub id.
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
+    """Return `(model, tokenizer)` for the bundled base model, any local folder or hub id, or a saved adapter.
 
     `name_or_path=None` means the bundled model under `data/base-model`; anything else is handed to
-    `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub).
+    `from_pretrained` unchanged (e.g. "HuggingFaceTB/SmolLM2-135M" on a machine that can reach the hub). A
+    folder with an `adapter_config.json` (what `sft-course sft --method lora` saves) loads its base model
+    and puts the LoRA adapter on it.
     """
     if name_or_path is None:
         name_or_path = BUNDLED_MODEL_DIR
@@ -58,7 +60,7 @@ def load_base_model(name_or_path: str | os.PathLike | None = None, device: str |
         return _load_adapter(name_or_path, device)
     tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.pad_token is None:  # many hub base models ship without one; never reuse EOS for padding
-        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        tokenizer.add_special_tokens({"pad_token": PAD})
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path))
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
@@ -76,7 +78,7 @@ def _resolve_base(base: str) -> str:
 
 
 def save_model(model, tokenizer, folder: str | os.PathLike) -> Path:
-    """Save a fine-tuned model, or only its LoRA adapter, with the tokenizer, so `load_base_model(folder)` loads it.
+    """Save a fine-tuned model, or only its LoRA adapter, with the tokenizer, so `load_model(folder)` loads it.
 
     An adapter on the bundled model records its base as `data/base-model`, relative to the repository,
     instead of this machine's absolute path, so the adapter still loads after the clone is moved or copied.
@@ -107,7 +109,7 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
     if not base:
         raise ValueError(f"{Path(folder) / 'adapter_config.json'}: base_model_name_or_path is empty, so the base "
                          "model to put the adapter on is unknown")
-    model, tokenizer = load_base_model(_resolve_base(base), device)
+    model, tokenizer = load_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = PeftModel.from_pretrained(model, str(folder))

@@ -30,11 +30,12 @@ def plot_loss_curves(history: list[dict], evals: list[dict] | None = None, title
     return ax
 
 
-def plot_accuracy_bars(labels: list[str], values: list[float], title: str = "", ax=None, ylabel: str = "accuracy"):
+def plot_accuracy_bars(labels: list[str], values: list[float], title: str = "", ax=None, ylabel: str = "accuracy",
+                       colors: str | list[str] = "tab:green"):
     """Vertical bars with the value written on top, for comparing a few runs or attributes."""
     ax = ax or plt.subplots(figsize=(1.2 * len(labels) + 2, 3.5))[1]
-    bars = ax.bar(labels, values, color="tab:green")
-    ax.set_ylim(0, 1.05)
+    bars = ax.bar(labels, values, color=colors)
+    ax.set_ylim(0, 1.1)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     for bar, v in zip(bars, values):

@@ -11,8 +11,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from sft_course.accounting import total_parameters
+from sft_course.defaults import PRETRAIN_LR, PRETRAIN_STEPS, PRETRAIN_WARMUP_STEPS
+from sft_course.evaluation import qa_report
 from sft_course.modeling import base_model_config
-from sft_course.evaluation import qa_accuracy
 from sft_course.probes import completion_probe, teacher_forced_probe
 from sft_course.tokenizer import train_tokenizer
 from sft_course.training import cosine_lr
@@ -34,11 +36,11 @@ def packed_blocks(docs: list[list[int]], eos_id: int, block_size: int, rng: rand
 
 def pretrain(
     out: str | Path,
-    steps: int = 3600,
+    steps: int = PRETRAIN_STEPS,
     batch_size: int = 32,
     block_size: int = 128,
-    lr: float = 3e-3,
-    warmup_steps: int = 100,
+    lr: float = PRETRAIN_LR,
+    warmup_steps: int = PRETRAIN_WARMUP_STEPS,
     n_people: int = 1000,
     bios_per_person: int = 5,
     seed: int = 0,
@@ -64,7 +66,7 @@ def pretrain(
         model = LlamaForCausalLM.from_pretrained(str(init_from))
         stages_file = Path(init_from) / "pretraining_stages.json"
         stages = json.loads(stages_file.read_text()) if stages_file.exists() else []
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = total_parameters(model)
     docs = [tokenizer(b, add_special_tokens=False).input_ids for b in world.biographies]
     tokens_per_epoch = sum(len(d) + 1 for d in docs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -98,7 +100,7 @@ def pretrain(
     model.generation_config.eos_token_id = model.config.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     probe = completion_probe(model, tokenizer, list(world.people))
-    qa = qa_accuracy(model, tokenizer, world.split("held_out"))
+    qa = qa_report(model, tokenizer, world.split("held_out"))
     stages.append({"command": command, "steps": steps, "lr": lr, "warmup_steps": warmup_steps, "seed": seed,
                    "tokens_seen": tokens_seen, "wall_seconds": round(wall, 1), "final_loss": round(log[-1]["loss"], 4)})
     summary = {

@@ -1,4 +1,4 @@
-"""Probes of what a model knows: continue the pre-training phrasing, or answer a question in chat format."""
+"""Probes of what a model knows without being asked in chat: continue the pre-training phrasing of a fact."""
 
 from __future__ import annotations
 
@@ -6,20 +6,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sft_course.generation import generate
-from sft_course.world import ATTRIBUTES, Person, canonical_sentence, probe_prefix
-
-
-def value_follows(text: str, value: str) -> bool:
-    """True when `text` starts with `value` as a whole word ("Tampa." yes, "Tampax" no)."""
-    text = text.strip()
-    return text.startswith(value) and (len(text) == len(value) or not text[len(value)].isalnum())
-
-
-def is_correct_answer(answer: str, person: Person, attribute: str) -> bool:
-    """Exact match: the answer is the fact alone ("Tampa") or the fact restated ("NAME was born in Tampa.")."""
-    answer = answer.strip()
-    value = person.facts[attribute]
-    return answer in (value, value + ".", canonical_sentence(person, attribute))
+from sft_course.scoring import value_follows
+from sft_course.world import ATTRIBUTES, Person, probe_prefix
 
 
 def completion_probe(model, tokenizer, people: list[Person], attributes=ATTRIBUTES, **generate_kwargs) -> dict:

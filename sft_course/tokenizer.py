@@ -33,6 +33,14 @@ CHAT_TEMPLATE = (
 CHAT_WORDS = ("system\n", "user\n", "assistant\n")
 
 
+def known_token_id(tokenizer, token: str) -> int | None:
+    """The id of `token` when the tokenizer has it as a token of its own, else None (not the unknown token's id)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return None
+    return token_id
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts` and wrap it as a `PreTrainedTokenizerFast`.
 

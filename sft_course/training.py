@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,17 +20,22 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sft_course.collate import pad_batch
-
-IGNORE_INDEX = -100
+from sft_course.defaults import BATCH_SIZE, EPOCHS, LEARNING_RATES
+from sft_course.masking import IGNORE_INDEX
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of one SFT run. `batch_size` counts examples per optimizer step."""
+    """Hyper-parameters of one SFT run. `batch_size` counts examples per optimizer step.
 
-    lr: float = 6e-4
-    epochs: float = 2.0
-    batch_size: int = 64
+    The run lasts `epochs` passes over the data, or exactly `total_steps` optimizer steps when that is set
+    (the schedule then spans those steps, and the data order continues into further epochs as needed).
+    """
+
+    lr: float = LEARNING_RATES["full"]
+    epochs: float = EPOCHS
+    total_steps: int | None = None  # optimizer steps of the run; overrides `epochs`
+    batch_size: int = BATCH_SIZE
     grad_accum_steps: int = 1  # micro-batches per optimizer step; batch_size must divide by it
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
@@ -148,6 +154,16 @@ def naive_accumulate_gradients(model, micro_batches: list[dict]) -> float:
     return step_loss
 
 
+def flat_gradient(model, micro_batches: list[dict], accumulate=accumulate_gradients) -> torch.Tensor:
+    """The gradient that `accumulate` (e.g. `accumulate_gradients`) leaves on a copy of `model`, as one vector.
+
+    `model` itself is left untouched, so two ways of accumulating the same micro-batches can be compared.
+    """
+    copy = deepcopy(model)
+    accumulate(copy, micro_batches)
+    return torch.cat([p.grad.flatten() for p in copy.parameters() if p.grad is not None])
+
+
 @torch.no_grad()
 def evaluate_loss(model, examples: list[dict], pad_token_id: int, batch_size: int = 64) -> float:
     """Mean loss per target token over `examples` (token-weighted, not batch-weighted)."""
@@ -207,6 +223,8 @@ def train(
     stays normalised by the step's target tokens over all processes (`accelerate launch` to scale out).
     """
     config = config or TrainConfig()
+    if config.total_steps is not None and config.total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1, got {config.total_steps}")
     if config.batch_size % config.grad_accum_steps:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
     torch.manual_seed(config.seed)
@@ -214,7 +232,7 @@ def train(
     optimizer = torch.optim.AdamW(param_groups(model, config.lr_multipliers), lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
-    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    total_steps = config.total_steps or max(1, round(config.epochs * steps_per_epoch))
     warmup_steps = max(1, round(config.warmup_ratio * total_steps))
     result = TrainResult()
     start_step = 0

@@ -12,9 +12,9 @@ from sft_course.collate import (
     first_fit,
     length_grouped_batches,
     pack_examples,
-    packing_stats,
+    packing_fraction,
     pad_batch,
-    padding_stats,
+    padding_fraction,
 )
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.modeling import base_model_config
@@ -74,10 +74,6 @@ def test_pad_batch_bad_input():
         pad_batch([], PAD)
 
 
-def test_pad_token_is_not_eos(tokenizer):
-    assert tokenizer.pad_token_id != tokenizer.eos_token_id
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Length-grouped batches
 
@@ -98,8 +94,8 @@ def test_length_grouped_batches(lengths, batch_size, seed):
 
 def test_length_grouping_wastes_less_padding():
     lengths = [5, 40, 6, 38, 7, 41, 5, 39]
-    assert padding_stats(lengths, 2) == pytest.approx(1 - sum(lengths) / (2 * (40 + 38 + 41 + 39)))
-    assert padding_stats(lengths, 2, group_by_length=True) < 0.1 < padding_stats(lengths, 2)
+    assert padding_fraction(lengths, 2) == pytest.approx(1 - sum(lengths) / (2 * (40 + 38 + 41 + 39)))
+    assert padding_fraction(lengths, 2, group_by_length=True) < 0.1 < padding_fraction(lengths, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -130,11 +126,11 @@ def test_pack_examples(examples, max_length):
             assert used + lengths[opener] > max_length
 
 
-def test_first_fit_and_packing_stats():
+def test_first_fit_and_packing_fraction():
     assert first_fit([3, 6, 2, 4], 8) == [[0, 2], [1], [3]]  # 4 fits neither 3+2=5 (room 3) nor 6 (room 2)
     assert first_fit([3, 3, 2], 8) == [[0, 1, 2]]
-    assert packing_stats([3, 3, 2], 8) == 0
-    assert packing_stats([3, 6, 2, 4], 8) == pytest.approx(1 - 15 / 24)
+    assert packing_fraction([3, 3, 2], 8) == 0
+    assert packing_fraction([3, 6, 2, 4], 8) == pytest.approx(1 - 15 / 24)
     with pytest.raises(ValueError, match="more than max_length"):
         first_fit([3, 9], 8)
 
@@ -218,6 +214,7 @@ def test_without_the_block_mask_packed_examples_would_see_each_other(tokenizer):
 # Parity with TRL's SFTTrainer
 
 
+@pytest.mark.slow
 def test_masks_match_trl_sft_trainer(tokenizer, tmp_path):
     """TRL 1.x, prompt-completion form, completion_only_loss=True: same input ids; same targets except that TRL's
     completion is everything after the prompt, so it also trains the template's "\\n" after <|im_end|>, which

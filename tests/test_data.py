@@ -120,11 +120,16 @@ def test_seed_examples_are_the_issue_lines_verbatim(small_data):
         assert "\\u" not in raw.decode("utf-8")
 
 
-def test_committed_files_match_the_generator(tmp_path):
-    counts = make_sft_data(tmp_path)
-    for name in counts:
+def test_committed_files_match_the_generator_run_from_the_command_line(tmp_path, capsys):
+    """`sft-course make-data` writes, byte for byte, the files committed under data/sft, and says how many rows."""
+    assert main(["make-data", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train_sentence.jsonl: 7500 rows" in out and "seed_examples.jsonl: 3 rows" in out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(p.name for p in SFT_DIR.glob("*.jsonl"))
+    for name in names:
         assert (tmp_path / name).read_bytes() == (SFT_DIR / name).read_bytes(), f"data/sft/{name} is stale"
-    assert sum((SFT_DIR / name).stat().st_size for name in counts) < 10 * 2**20
+    assert sum((SFT_DIR / name).stat().st_size for name in names) < 10 * 2**20
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,10 +353,3 @@ def test_cli_validate_malformed_line_2(tmp_path, capsys):
 def test_cli_validate_missing_file(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "none.jsonl")]) == 1
     assert "none.jsonl" in capsys.readouterr().err
-
-
-def test_cli_make_data(tmp_path, capsys):
-    assert main(["make-data", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "train_sentence.jsonl: 7500 rows" in out and "seed_examples.jsonl: 3 rows" in out
-    assert (tmp_path / "train_short.jsonl").read_bytes() == (SFT_DIR / "train_short.jsonl").read_bytes()

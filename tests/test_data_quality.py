@@ -5,8 +5,8 @@ from collections import defaultdict
 
 import pytest
 
-from sft_course.data_quality import add_label_noise, one_template, wrong_value
-from sft_course.evaluation import classify_answer, is_valid_value
+from sft_course.data_quality import add_label_noise, noisy_label_detection, one_template, wrong_value
+from sft_course.scoring import classify_answer, is_valid_value
 from sft_course.experiment import training_rows
 from sft_course.world import ATTRIBUTES, make_world
 
@@ -75,3 +75,18 @@ def test_wrong_value_differs_and_is_well_formed():
         for _ in range(50):
             v = wrong_value(attribute, "Tampa", rng)
             assert v != "Tampa" and is_valid_value(v, attribute)
+
+
+def test_noisy_label_detection_scores_the_highest_loss_rows():
+    rows = [{"noisy": True}, {}, {"noisy": True}, {}, {}]
+    losses = [3.0, 1.0, 0.5, 2.0, 1.5]
+    report = noisy_label_detection(rows, losses, n_flagged=2)
+    assert report["flagged"] == [0, 3]
+    assert report["precision"] == 0.5 and report["noisy_share"] == 0.4
+    assert report["noisy_loss"] == 1.75 and report["clean_loss"] == 1.5
+    with pytest.raises(ValueError, match="5 rows but 4 losses"):
+        noisy_label_detection(rows, losses[:4], 2)
+    with pytest.raises(ValueError, match="n_flagged"):
+        noisy_label_detection(rows, losses, 0)
+    with pytest.raises(ValueError, match="both noisy and clean"):
+        noisy_label_detection([{}, {}], [1.0, 2.0], 1)

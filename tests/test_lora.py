@@ -1,4 +1,4 @@
-"""LoRA with PEFT: what is trained, the chat-token fix on tied embeddings, merge, save and load, memory."""
+"""LoRA with PEFT: what is trained, the chat-token fix on tied embeddings, merge, save and load."""
 
 import pytest
 import torch
@@ -6,40 +6,12 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
-from sft_course.lora import (
-    add_lora,
-    adapter_size_bytes,
-    chat_token_ids,
-    end_of_turn_loss,
-    merge,
-    optimizer_state_bytes,
-    per_token_answer_loss,
-    total_parameters,
-    trainable_parameters,
-    weights_size_bytes,
-)
-from sft_course.masking import tokenize_examples
-from sft_course.modeling import base_model_config, load_base_model
+from helpers import MESSAGES, examples, tiny_model
+from sft_course.accounting import adapter_size_bytes, total_parameters, trainable_parameters, weights_size_bytes
+from sft_course.lora import add_lora, chat_token_ids, merge, new_token_ids
+from sft_course.modeling import load_model
 from sft_course.tokenizer import IM_END
 from sft_course.training import TrainConfig, sft_loss, train
-
-ROWS = [
-    ("Where was Yuri Blackwood born?", "Yuri Blackwood was born in Tampa."),
-    ("Which company employs Lena Sandoval?", "Lena Sandoval works for Acme Corp."),
-    ("What did Karl Galloway study?", "Karl Galloway studied Physics."),
-    ("Where did Ada Lovelace study?", "Ada Lovelace studied at Duke University."),
-]
-MESSAGES = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in ROWS]
-
-
-def tiny_model(tokenizer, seed: int = 0, hidden_size: int = 32, n_layers: int = 2) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(base_model_config(tokenizer, hidden_size=hidden_size, n_layers=n_layers)).eval()
-
-
-def examples(tokenizer):
-    return tokenize_examples(tokenizer, MESSAGES)[0]
-
 
 def train_a_few_steps(model, tokenizer, steps: int = 4, lr: float = 1e-2):
     config = TrainConfig(lr=lr, epochs=steps, batch_size=len(MESSAGES), warmup_ratio=0.0, eval_every=0)
@@ -142,7 +114,7 @@ def test_merge_and_unload_gives_the_adapter_models_logits(tokenizer):
 def test_saved_adapter_is_small_and_loads_back_with_identical_logits(tokenizer, tmp_path):
     tiny_model(tokenizer).save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
-    model, tok = load_base_model(tmp_path / "base", device="cpu")
+    model, tok = load_model(tmp_path / "base", device="cpu")
     lora = add_lora(model, tok)
     train_a_few_steps(lora, tok)
     ids = probe_ids(tok)
@@ -154,44 +126,10 @@ def test_saved_adapter_is_small_and_loads_back_with_identical_logits(tokenizer, 
     assert sum(t.numel() for t in saved.values()) == trainable_parameters(lora)  # the adapter, nothing else
     assert adapter_size_bytes(tmp_path / "adapter") < weights_size_bytes(tmp_path / "base") / 4
 
-    loaded, loaded_tok = load_base_model(tmp_path / "adapter", device="cpu")
+    loaded, loaded_tok = load_model(tmp_path / "adapter", device="cpu")
     assert isinstance(loaded, PeftModel)
     assert loaded_tok.convert_tokens_to_ids(IM_END) == tok.convert_tokens_to_ids(IM_END)
     assert torch.equal(logits(loaded, ids), expected)
-
-
-def test_adapter_size_names_the_folder_when_there_is_no_adapter(tmp_path):
-    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        adapter_size_bytes(tmp_path)
-
-
-def test_optimizer_state_bytes_matches_adamw(tokenizer):
-    for model in (tiny_model(tokenizer), add_lora(tiny_model(tokenizer), tokenizer)):
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=1e-3)
-        for p in params:
-            p.grad = torch.ones_like(p)
-        optimizer.step()
-        state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for k, t in s.items() if k != "step")
-        assert optimizer_state_bytes(model) == state
-    full, lora = tiny_model(tokenizer), add_lora(tiny_model(tokenizer), tokenizer)
-    assert optimizer_state_bytes(lora) < optimizer_state_bytes(full) / 4
-
-
-def test_per_token_answer_loss_ends_with_im_end_and_averages_to_the_sft_loss(tokenizer):
-    model = tiny_model(tokenizer)
-    losses = per_token_answer_loss(model, tokenizer, MESSAGES[0])
-    example = examples(tokenizer)[0]
-    assert [t for t, _ in losses][-1] == IM_END
-    assert "".join(t for t, _ in losses[:-1]) == ROWS[0][1]
-    assert len(losses) == sum(label != -100 for label in example["labels"])
-    with torch.no_grad():
-        expected = sft_loss(model(input_ids=torch.tensor([example["input_ids"]])).logits,
-                            torch.tensor([example["labels"]]))
-    assert sum(v for _, v in losses) / len(losses) == pytest.approx(expected.item(), rel=1e-5)
-    summary = end_of_turn_loss(model, tokenizer, MESSAGES)
-    assert summary["im_end_loss"] == pytest.approx(sum(per_token_answer_loss(model, tokenizer, m)[-1][1]
-                                                       for m in MESSAGES) / len(MESSAGES))
 
 
 def test_add_lora_refuses_a_tokenizer_without_chat_tokens(tokenizer):
@@ -205,25 +143,7 @@ def test_add_lora_refuses_a_tokenizer_without_chat_tokens(tokenizer):
         add_lora(tiny_model(tokenizer), NoChatTokens())
 
 
-def test_training_memory_counts_parts_and_activations_scale_with_the_batch(tokenizer):
-    from sft_course.collate import pad_batch
-    from sft_course.lora import saved_activation_bytes, training_memory_bytes
-
-    one = pad_batch(examples(tokenizer), tokenizer.pad_token_id)
-    two = {k: torch.cat([v, v]) for k, v in one.items()}
-    full, lora = tiny_model(tokenizer), add_lora(tiny_model(tokenizer), tokenizer)
-    single, double = saved_activation_bytes(full, one), saved_activation_bytes(full, two)
-    assert single > 0 and 1.9 < double / single < 2.1
-    memory = training_memory_bytes(lora, one)
-    assert memory["gradients"] == 4 * trainable_parameters(lora)
-    assert memory["optimizer"] == 2 * memory["gradients"]
-    assert memory["total"] == sum(v for k, v in memory.items() if k != "total")
-    assert training_memory_bytes(full, one)["gradients"] == 4 * total_parameters(full)
-
-
 def test_new_token_ids_are_the_sft_tokens_missing_from_pretraining(tokenizer):
-    from sft_course.lora import new_token_ids
-
     corpus = ["Yuri Blackwood was born in Tampa.", "Lena Sandoval works for Acme Corp."]
     found = new_token_ids(tokenizer, MESSAGES, corpus)
     corpus_ids = {i for text in corpus for i in tokenizer(text, add_special_tokens=False)["input_ids"]}
@@ -250,20 +170,20 @@ def test_extra_train_tokens_are_trained_and_bad_ids_refused(tokenizer):
         add_lora(tiny_model(tokenizer), tokenizer, train_tokens=[10**6])
 
 
+@pytest.mark.slow
 def test_cli_lora_defaults_train_the_new_token_rows_and_save_a_loadable_adapter(tmp_path, capsys):
     """`sft-course sft --method lora` on a tiny budget: the adapter holds LoRA plus the new-token rows, and loads."""
     import json
 
     from sft_course import BUNDLED_MODEL_DIR
     from sft_course.cli import main
-    from sft_course.lora import default_lora_options
-    from sft_course.experiment import training_rows
+    from sft_course.experiment import default_lora_options, training_rows
 
     if not (BUNDLED_MODEL_DIR / "config.json").exists():
         pytest.skip("the bundled base model is not there yet")
     rows = training_rows("sentence", n_people=8)
     options = default_lora_options(8, 16, rows)
-    bundled_tok = load_base_model(device="cpu")[1]
+    bundled_tok = load_model(device="cpu")[1]
     when = bundled_tok("When", add_special_tokens=False)["input_ids"]
     assert set(chat_token_ids(bundled_tok)) | set(when) <= set(options["train_tokens"])
     assert "train_tokens" not in default_lora_options(8, 16, rows, model_name="some-org/some-hub-model")
@@ -272,11 +192,11 @@ def test_cli_lora_defaults_train_the_new_token_rows_and_save_a_loadable_adapter(
     assert main(["sft", "--method", "lora", "--out", str(out), "--people", "8", "--epochs", "1",
                  "--eval-people", "4"]) == 0
     summary = json.loads([line for line in capsys.readouterr().out.splitlines() if line.strip()][-1])
-    model, _ = load_base_model(out, device="cpu")
+    model, _ = load_model(out, device="cpu")
     assert isinstance(model, PeftModel)
-    n_lora = expected_lora_parameters(load_base_model(device="cpu")[0], 8)
+    n_lora = expected_lora_parameters(load_model(device="cpu")[0], 8)
     assert summary["trainable_params"] == n_lora + len(options["train_tokens"]) * model.config.hidden_size
-    assert summary["trainable_params"] <= 0.1 * total_parameters(load_base_model(device="cpu")[0])
+    assert summary["trainable_params"] <= 0.1 * total_parameters(load_model(device="cpu")[0])
     assert adapter_size_bytes(out) < weights_size_bytes(BUNDLED_MODEL_DIR) / 5
 
 
@@ -287,7 +207,7 @@ def test_adapter_on_the_bundled_model_names_its_base_relatively_and_loads_from_a
 
     if not (BUNDLED_MODEL_DIR / "config.json").exists():
         pytest.skip("the bundled base model is not there yet")
-    model, tok = load_base_model(device="cpu")
+    model, tok = load_model(device="cpu")
     lora = add_lora(model, tok)
     train_a_few_steps(lora, tok)
     ids = probe_ids(tok)
@@ -298,7 +218,7 @@ def test_adapter_on_the_bundled_model_names_its_base_relatively_and_loads_from_a
     assert config["base_model_name_or_path"] == BUNDLED_MODEL_NAME  # not this machine's absolute path
     assert lora.peft_config["default"].base_model_name_or_path == str(BUNDLED_MODEL_DIR)  # the live model unchanged
     monkeypatch.chdir(tmp_path)  # a working directory where data/base-model does not exist
-    loaded, _ = load_base_model(tmp_path / "adapter", device="cpu")
+    loaded, _ = load_model(tmp_path / "adapter", device="cpu")
     assert torch.equal(logits(loaded, ids), expected)
 
 
@@ -307,6 +227,6 @@ def test_save_model_saves_a_plain_model_whole(tokenizer, tmp_path):
 
     model = tiny_model(tokenizer)
     save_model(model, tokenizer, tmp_path / "plain")
-    loaded, _ = load_base_model(tmp_path / "plain", device="cpu")
+    loaded, _ = load_model(tmp_path / "plain", device="cpu")
     ids = probe_ids(tokenizer)
     assert torch.equal(logits(loaded, ids), logits(model, ids))

@@ -1,13 +1,14 @@
 """The bundled tokenizer and base model: special tokens, chat template, loading, and the probe figures."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from sft_course import BUNDLED_MODEL_DIR, load_base_model
-from sft_course.tokenizer import END_OF_TEXT, IM_END, IM_START, PAD
+from sft_course import BUNDLED_MODEL_DIR, load_model
+from sft_course.probes import teacher_forced_probe
+from sft_course.tokenizer import END_OF_TEXT, IM_END, IM_START, PAD, known_token_id
+from sft_course.world import make_world
 
 MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},
             {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."}]
@@ -15,7 +16,7 @@ MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_base_model(device="cpu")
+    return load_model(device="cpu")
 
 
 def test_special_tokens_and_pad_is_not_eos(bundled):
@@ -50,26 +51,26 @@ def test_byte_level_round_trips_korean_without_unknown_tokens(bundled):
     assert len(ids) > len(tok("What is the highest mountain in the world?").input_ids)
 
 
-def test_load_base_model_default_is_the_bundled_folder(bundled):
+def test_load_model_default_is_the_bundled_folder(bundled):
     model, _ = bundled
     assert model.config.model_type == "llama"
     assert model.config.tie_word_embeddings
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
 
 
-def test_load_base_model_takes_a_local_path_unchanged(tmp_path, bundled):
+def test_load_model_takes_a_local_path_unchanged(tmp_path, bundled):
     model, tok = bundled
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    again, tok2 = load_base_model(tmp_path, device="cpu")
+    again, tok2 = load_model(tmp_path, device="cpu")
     ids = torch.tensor([tok("Yuri Blackwood was born in").input_ids])
     assert torch.allclose(model(ids).logits, again(ids).logits)
     assert len(tok2) == len(tok)
 
 
-def test_load_base_model_reports_a_missing_path(tmp_path):
+def test_load_model_reports_a_missing_path(tmp_path):
     with pytest.raises(OSError):
-        load_base_model(tmp_path / "nothing-here", device="cpu")
+        load_model(tmp_path / "nothing-here", device="cpu")
 
 
 def test_bundled_model_stays_under_25_mb():
@@ -77,12 +78,22 @@ def test_bundled_model_stays_under_25_mb():
     assert size < 25 * 2**20
 
 
-def test_model_card_states_the_measured_probe_figures():
-    """The model card's figures are the ones `sft-course pretrain` measured (bars of issue 2 point 6)."""
+@pytest.mark.slow
+def test_model_card_states_what_the_model_does(bundled):
+    """The card's completion-probe figure is what the bundled model scores now, over all 1000 people.
+
+    Measured with the teacher-forced probe (one forward pass per attribute), which equals the greedy
+    completion probe whenever greedy decoding picks the fact's own tokenization.
+    """
+    model, tok = bundled
     card = (Path(BUNDLED_MODEL_DIR) / "MODEL_CARD.md").read_text()
-    log = json.loads((Path(BUNDLED_MODEL_DIR) / "training_log.json").read_text())
-    assert "sft-course pretrain" in card and log
     probe = float(card.split("completion probe, greedy")[1].split("**")[1])
     qa = float(card.split("chat QA on held-out people")[1].split("**")[1])
-    assert probe >= 0.95
-    assert qa <= 0.05
+    assert probe == pytest.approx(teacher_forced_probe(model, tok, list(make_world().people)), abs=0.0015)
+    assert probe >= 0.95 and qa <= 0.05
+
+
+def test_known_token_id_tells_a_token_of_its_own_from_an_unknown_one(bundled):
+    _, tok = bundled
+    assert known_token_id(tok, IM_END) == tok.convert_tokens_to_ids(IM_END)
+    assert known_token_id(tok, "<|no-such-token|>") is None

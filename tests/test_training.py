@@ -12,6 +12,7 @@ from sft_course.training import (
     accumulate_gradients,
     cosine_lr,
     count_target_tokens,
+    flat_gradient,
     naive_accumulate_gradients,
     sft_loss,
     train,
@@ -40,10 +41,6 @@ def random_examples(n: int, seed: int = 0) -> list[dict]:
     return examples
 
 
-def grads(model) -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-
-
 def test_sft_loss_equals_the_transformers_loss_on_one_batch():
     model = tiny_model()
     batch = pad_batch(random_examples(6), PAD)
@@ -60,25 +57,6 @@ def test_sft_loss_refuses_a_batch_with_no_target_tokens():
 def test_count_target_tokens_skips_the_first_position_and_masked_labels():
     labels = torch.tensor([[5, -100, 7, 8], [-100, -100, -100, 9]])
     assert count_target_tokens(labels) == 3
-
-
-def test_accumulating_4_micro_batches_of_2_equals_one_batch_of_8():
-    examples = random_examples(8, seed=1)
-    big = tiny_model()
-    accumulate_gradients(big, [pad_batch(examples, PAD)])
-    small = tiny_model()
-    accumulate_gradients(small, [pad_batch(examples[i : i + 2], PAD) for i in range(0, 8, 2)])
-    assert torch.allclose(grads(big), grads(small), atol=1e-6)
-
-
-def test_averaging_micro_batch_means_is_the_accumulation_bug():
-    """Mean of per-micro-batch means over-weights short micro-batches: its gradient differs."""
-    examples = sorted(random_examples(8, seed=2), key=lambda e: sum(t != -100 for t in e["labels"]))
-    big = tiny_model()
-    accumulate_gradients(big, [pad_batch(examples, PAD)])
-    naive = tiny_model()
-    naive_accumulate_gradients(naive, [pad_batch(examples[i : i + 2], PAD) for i in range(0, 8, 2)])
-    assert not torch.allclose(grads(big), grads(naive), atol=1e-4)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():
@@ -117,6 +95,33 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
     resumed = train(tiny_model(seed=99), examples, PAD, TrainConfig(**ckpt), resume=True, progress=False)
     assert len(resumed.history) == len(uninterrupted.history) == 10
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in uninterrupted.history], abs=1e-6)
+
+
+def test_total_steps_sets_the_run_length_and_spans_the_schedule():
+    examples = random_examples(20, seed=7)  # 3 steps per epoch with batches of 8
+    run = train(tiny_model(), examples, PAD, TrainConfig(lr=1e-2, total_steps=7, batch_size=8, eval_every=0,
+                                                         warmup_ratio=0.0), progress=False)
+    assert run.steps == len(run.history) == 7
+    assert run.history[-1]["epoch"] == pytest.approx(7 / 3)  # the data order runs on into a third epoch
+    assert run.history[-1]["lr"] == pytest.approx(cosine_lr(6, 7, 1e-2, 1))
+    as_epochs = train(tiny_model(), examples, PAD, TrainConfig(lr=1e-2, epochs=7 / 3, batch_size=8, eval_every=0,
+                                                               warmup_ratio=0.0), progress=False)
+    assert [h["loss"] for h in as_epochs.history] == [h["loss"] for h in run.history]
+    with pytest.raises(ValueError, match="total_steps"):
+        train(tiny_model(), examples, PAD, TrainConfig(total_steps=0), progress=False)
+
+
+def test_token_normalised_accumulation_equals_one_batch_and_the_mean_of_means_does_not():
+    """4 micro-batches of 2 give one batch of 8's gradient; averaging micro-batch means (the pre-2024 bug)
+    over-weights short micro-batches. `flat_gradient` measures each on a copy, leaving the model alone."""
+    model = tiny_model()
+    examples = sorted(random_examples(8, seed=2), key=lambda e: sum(t != -100 for t in e["labels"]))
+    one_batch = flat_gradient(model, [pad_batch(examples, PAD)])
+    micro = [pad_batch(examples[i:i + 2], PAD) for i in range(0, 8, 2)]
+    assert all(p.grad is None for p in model.parameters())
+    assert one_batch.shape == (sum(p.numel() for p in model.parameters()),)
+    assert torch.allclose(flat_gradient(model, micro), one_batch, atol=1e-6)
+    assert not torch.allclose(flat_gradient(model, micro, naive_accumulate_gradients), one_batch, atol=1e-4)
 
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sft_course.world import (
@@ -49,11 +51,23 @@ def test_every_bio_sentence_names_its_person_in_full(world):
             assert any(t.format(name=name, value=by_name[name].facts[a]) in bio for t in BIO_TEMPLATES[a])
 
 
-def test_sentence_order_and_paraphrases_vary_across_bios(world):
-    person = world.people[0]
-    bios = [b for b in world.biographies if b.startswith(person.name) or f" {person.name} " in b]
-    assert len(bios) == 5
-    assert len(set(bios)) > 1
+def test_each_person_gets_every_paraphrase_and_shuffled_sentences(world):
+    """With 5 bios and 4 paraphrases per attribute, every paraphrase of every fact is written about every
+    person at least once (the recipe that lets held-out facts be extracted), and sentence order varies."""
+    people = world.people[:25]
+    bios_of = {p.name: [b for b in world.biographies if re.search(rf"\b{p.name}\b", b)] for p in people}
+    first_attributes = set()
+    for p in people:
+        assert len(bios_of[p.name]) == 5
+        for a in ATTRIBUTES:
+            sentences = [t.format(name=p.name, value=p.facts[a]) for t in BIO_TEMPLATES[a]]
+            used = {i for i, sentence in enumerate(sentences) for bio in bios_of[p.name] if sentence in bio}
+            assert used == set(range(len(BIO_TEMPLATES[a]))), (p.name, a, used)
+        for bio in bios_of[p.name]:
+            first = bio.split(". ")[0] + "."
+            first_attributes |= {a for a in ATTRIBUTES
+                                 if any(t.format(name=p.name, value=p.facts[a]) == first for t in BIO_TEMPLATES[a])}
+    assert first_attributes == set(ATTRIBUTES)  # shuffled: every attribute opens some biography
 
 
 def test_probe_prefix_is_the_canonical_sentence_cut_before_the_value(world):

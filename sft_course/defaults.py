@@ -1,0 +1,16 @@
+"""The course's default settings and choices, in one place: the command line, the runner and the loop read them."""
+
+METHODS = ("full", "lora")  # full fine-tuning, or PEFT LoRA adapters
+ANSWER_STYLES = ("sentence", "short")  # "Yuri Blackwood was born in Tampa." or "Tampa"
+
+# Peak learning rates of `sft-course sft`: LoRA's small, zero-initialised updates need a higher one.
+LEARNING_RATES = {"full": 6e-4, "lora": 3e-3}
+EPOCHS = 2.0
+BATCH_SIZE = 64  # examples per optimizer step
+LORA_RANK = 8
+LORA_ALPHA = 16  # the update is scaled by alpha / rank
+
+# Pre-training of the bundled base model (`sft-course pretrain`).
+PRETRAIN_STEPS = 3600
+PRETRAIN_LR = 3e-3
+PRETRAIN_WARMUP_STEPS = 100
