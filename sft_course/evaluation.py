@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import torch
 
 from sft_course.generation import chat_prompt, generate
 from sft_course.masking import IGNORE_INDEX
 from sft_course.probes import completion_probe
-from sft_course.scoring import score_answers, score_json_answers
+from sft_course.scoring import first_sentence, score_answers, score_json_answers
+from sft_course.tokenizer import END_OF_TEXT
 from sft_course.training import count_target_tokens, per_token_loss
 from sft_course.world import (
     ATTRIBUTES,
@@ -30,6 +32,7 @@ from sft_course.world import (
     biography,
     canonical_sentence,
     make_world,
+    probe_prefix,
     question,
 )
 
@@ -139,6 +142,121 @@ def qa_report(model, tokenizer, people: list[Person], kind: str = "trained", par
     return score_answers(pairs, outputs, attributes)
 
 
+FEW_SHOT_TEXT_STYLES = ("question", "cloze")
+
+
+def few_shot_text_prompt(world: World, person: Person, attribute: str, n_shots: int, style: str = "question",
+                         kind: str = "trained", paraphrase: int = 0, seed: int = 0,
+                         separator: str = END_OF_TEXT) -> str:
+    """A few-shot prompt in plain text, no chat tokens: the format of pre-training, not of a chat.
+
+    The shots are the same training-split people as `few_shot_turns` (same seed), each solved in the
+    canonical sentence. Each shot is its own document, ended by `separator` (the base model's end-of-document
+    token, which joined the documents of pre-training), because a pre-training document is about one person:
+
+    - `style="question"`: each shot is the question in words followed by its answer sentence, and the prompt
+      ends with the question about `person` ("Where was A born? A was born in Tampa. Where was B born?");
+    - `style="cloze"`: each shot is only the answer sentence, and the prompt ends with the start of the
+      answer sentence about `person` ("A was born in Tampa. B was born in"): no question words at all.
+    """
+    if style not in FEW_SHOT_TEXT_STYLES:
+        raise ValueError(f"style must be one of {FEW_SHOT_TEXT_STYLES}, got {style!r}")
+    pool = [p for p in world.split(TRAIN_SPLIT) if p.name != person.name]
+    rng = random.Random(f"{seed}/{person.name}/{attribute}")
+    n = len(QUESTION_TEMPLATES[attribute][kind])
+    parts = []
+    for i, shot in enumerate(rng.sample(pool, n_shots)):
+        solved = canonical_sentence(shot, attribute)
+        parts.append(solved if style == "cloze" else f"{question(shot, attribute, i % n, kind)} {solved}")
+    parts.append(probe_prefix(person, attribute) if style == "cloze" else question(person, attribute, paraphrase, kind))
+    return separator.join(parts)
+
+
+def text_answer(prompt: str, continuation: str, style: str) -> dict:
+    """The answer a plain-text few-shot prompt got: the first sentence, cut the way a stop sequence cuts.
+
+    A base model does not end a turn; a few-shot harness stops it at the end of the first sentence (or line).
+    For a cloze prompt the sentence starts inside the prompt, so the answer is the prompt's last sentence
+    (the start of the answer) plus the continuation. `stopped` is whether a full sentence came out.
+    """
+    if style not in FEW_SHOT_TEXT_STYLES:
+        raise ValueError(f"style must be one of {FEW_SHOT_TEXT_STYLES}, got {style!r}")
+    if style == "cloze":
+        start = max(prompt.rfind(". "), prompt.rfind("? "), prompt.rfind(END_OF_TEXT))
+        start = -1 if start < 0 else start + (len(END_OF_TEXT) if prompt.startswith(END_OF_TEXT, start) else 2)
+        continuation = prompt[start if start >= 0 else 0:] + continuation
+    answer = first_sentence(continuation.strip())
+    return {"text": answer, "stopped": answer.endswith(".") or "\n" in continuation}
+
+
+def few_shot_text_accuracy(model, tokenizer, people: list[Person], n_shots: int = 3, style: str = "question",
+                           world: World | None = None, attributes=ATTRIBUTES, max_new_tokens: int = 24,
+                           seed: int = 0) -> dict:
+    """Ask every attribute of every person with a plain-text few-shot prompt; score the first sentence.
+
+    Scored by `score_answers`, a complete first sentence counting as a stop (plain text has no end of turn): an answer is
+    correct when its first sentence is the fact alone or the canonical sentence.
+    """
+    world = world or make_world()
+    pairs = [(p, a) for a in attributes for p in people]
+    prompts = [few_shot_text_prompt(world, p, a, n_shots, style, seed=seed) for p, a in pairs]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    answers = [text_answer(prompt, o["text"], style) for prompt, o in zip(prompts, outputs)]
+    return score_answers(pairs, answers, attributes)
+
+
+def _sentence_starts(tokenizer, text: str) -> tuple[list[int], list[bool], list[bool]]:
+    """Token ids of `text`, whether each token lies in the first sentence, and whether it starts a later one."""
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", text)]
+    first_end = ends[0] if ends else len(text)
+    starts = set()
+    for end in ends:  # the first token that has a character after the sentence end (after its space)
+        starts.add(next((i for i, (a, b) in enumerate(offsets) if b > end), None))
+    in_first = [b <= first_end for _, b in offsets]
+    return ids, in_first, [i in starts for i in range(len(ids))]
+
+
+@torch.no_grad()
+def perplexity_by_position(model, tokenizer, texts: list[str]) -> dict:
+    """Perplexity of `texts` split by where the predicted token sits (each text is its own document).
+
+    - `first_sentence` / `rest`: tokens of the first sentence vs of every later sentence;
+    - `sentence_start` / `other`: the first token of each sentence after the first (the token that follows a
+      full stop and its space: where a model trained to stop after one sentence expects the end of its turn)
+      vs every other predicted token;
+    - `all`: every predicted token, equal to `perplexity(model, tokenizer, texts)`.
+
+    Each entry is exp(mean loss) over its tokens; `*_tokens` give the counts. The first token of a text is
+    never predicted.
+    """
+    if not texts:
+        raise ValueError("perplexity of no texts")
+    groups = {"first_sentence": [], "rest": [], "sentence_start": [], "other": [], "all": []}
+    was_training = model.training
+    model.eval()
+    for text in texts:
+        ids, in_first, starts = _sentence_starts(tokenizer, text)
+        if len(ids) < 2:
+            raise ValueError(f"text too short to predict a token: {text!r}")
+        logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float()
+        losses = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:], device=model.device),
+                                                   reduction="none").tolist()
+        for i, loss in enumerate(losses, start=1):
+            groups["all"].append(loss)
+            groups["first_sentence" if in_first[i] else "rest"].append(loss)
+            groups["sentence_start" if starts[i] else "other"].append(loss)
+    model.train(was_training)
+    report = {}
+    for name, values in groups.items():
+        report[name] = math.exp(sum(values) / len(values)) if values else float("nan")
+        report[f"{name}_tokens"] = len(values)
+    return report
+
+
+
+
 def json_task(model, tokenizer, people: list[Person], max_new_tokens: int = 96, **generate_kwargs) -> dict:
     """The profile-as-JSON task, a format pre-training never showed; scored by `score_json_answers`."""
     prompts = [chat_prompt(tokenizer, JSON_PROFILE_QUESTION.format(name=p.name)) for p in people]
@@ -176,7 +294,11 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
     - `stop_rate`, `confident_wrong_rate`, `off_format_rate`, `ended_document_rate`, `lenient_accuracy`: on
       held-out people, trained wording; `seen_confident_wrong_rate` on seen people;
     - `few_shot_held_out_accuracy`, `few_shot_stop_rate`, `few_shot_confident_wrong_rate`,
-      `few_shot_lenient_accuracy`: the held-out questions after `n_shots` solved examples (0: skipped);
+      `few_shot_lenient_accuracy`: the held-out questions after `n_shots` solved examples as chat turns (0: skipped;
+      `few_shot_accuracy` is the same figure under the name the command line documents);
+    - `few_shot_text_accuracy`: the same in plain text, no chat tokens (`few_shot_text_prompt`, style
+      "question": solved examples, then the question in words), and `few_shot_cloze_accuracy` (style "cloze":
+      solved sentences, then the start of the answer sentence); the first sentence is scored;
     - `completion_probe_accuracy` on both splits; `perplexity` on fresh biographies of the held-out people;
     - `json_valid_rate`, `json_format_compliance`, `json_exact_match`, `json_field_accuracy` (50 held-out people).
     """
@@ -209,9 +331,13 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
     }
     if n_shots:
         few = qa_report(model, tokenizer, held_out, n_shots=n_shots, world=world)
-        report.update({"few_shot_held_out_accuracy": few["accuracy"], "few_shot_stop_rate": few["stop_rate"],
+        report.update({"few_shot_held_out_accuracy": few["accuracy"], "few_shot_accuracy": few["accuracy"],
+                       "few_shot_stop_rate": few["stop_rate"],
                        "few_shot_confident_wrong_rate": few["confident_wrong_rate"],
                        "few_shot_lenient_accuracy": few["lenient_accuracy"]})
+        for style in FEW_SHOT_TEXT_STYLES:
+            text = few_shot_text_accuracy(model, tokenizer, held_out, n_shots, style, world, seed=seed)
+            report[f"few_shot_{'text' if style == 'question' else style}_accuracy"] = text["accuracy"]
     if include_json:
         js = json_task(model, tokenizer, held_out[:50])
         report.update({"json_valid_rate": js["json_valid_rate"], "json_format_compliance": js["format_compliance"],

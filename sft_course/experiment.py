@@ -95,17 +95,20 @@ def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_r
 
 
 def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch_size: int = 32, seed: int = 0,
-             lora_options: dict | None = None, progress: bool = False) -> tuple[object, TrainResult]:
+             lora_options: dict | None = None, progress: bool = False,
+             lr_multipliers: dict | None = None) -> tuple[object, TrainResult]:
     """A short run of exactly `steps` optimizer steps on a copy of `base` (left untouched); `(model, result)`.
 
     `examples` are tokenized; `lora_options` (the keyword arguments of `add_lora`) wrap the copy with LoRA
     adapters first, initialised from `seed` unless the options say otherwise. No evaluation during
-    training: the notebooks measure what they need afterwards.
+    training: the notebooks measure what they need afterwards. `lr_multipliers` gives some parameters their
+    own rate (`TrainConfig.lr_multipliers`), e.g. `{"trainable_tokens": 0.2}` for PEFT's trainable rows.
     """
     model = copy.deepcopy(base)
     if lora_options is not None:
         model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
-    config = TrainConfig(lr=lr, total_steps=steps, batch_size=batch_size, seed=seed, eval_every=0)
+    config = TrainConfig(lr=lr, total_steps=steps, batch_size=batch_size, seed=seed, eval_every=0,
+                         lr_multipliers=dict(lr_multipliers or {}))
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 

@@ -57,6 +57,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the loss; compiled kernels are cached on disk (compile_cache_dir)
     logits_on_targets: bool = False  # project only the target positions to the vocabulary (single process only)
     bf16: bool | None = None  # bf16 autocast of the forward pass (fp32 weights and state); None: on CUDA only
+    # {substring of a parameter name: factor}: those parameters train at factor x the scheduled rate (first match)
+    lr_multipliers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -137,9 +139,10 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW as `train` builds it: `lr`, `weight_decay` from the config (AdamW's own default decay is 0.01,
     ours is 0.0), betas (0.9, 0.999), eps 1e-8, and PyTorch's fused kernel when `config.fused_adamw` and every
     parameter is a floating-point tensor on a device that has the kernel (CPU, CUDA, MPS, XPU)."""
-    params = list(params)
+    params = list(params)  # tensors, or param groups ({"params": [...], ...}) as `param_groups` makes them
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     fused = config.fused_adamw and all(
-        p.is_floating_point() and p.device.type in ("cpu", "cuda", "mps", "xpu") for p in params)
+        t.is_floating_point() and t.device.type in ("cpu", "cuda", "mps", "xpu") for t in tensors)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
@@ -278,6 +281,29 @@ def evaluate_loss(model, examples: list[dict], pad_token_id: int, batch_size: in
     return total / max(tokens, 1)
 
 
+def param_groups(model, lr_multipliers: dict | None = None) -> list[dict]:
+    """The trainable parameters as optimizer groups, each with its `lr_multiplier` (1.0 unless a key matches).
+
+    A parameter whose name contains a key of `lr_multipliers` (the first that matches) trains at that factor
+    times the scheduled learning rate: e.g. `{"trainable_tokens": 0.1}` gives PEFT's trainable embedding rows
+    a tenth of LoRA's rate. A key that matches no trainable parameter is an error, not a silent no-op.
+    """
+    lr_multipliers = dict(lr_multipliers or {})
+    groups: dict[float, list] = {}
+    used = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = next((k for k in lr_multipliers if k in name), None)
+        if key is not None:
+            used.add(key)
+        groups.setdefault(lr_multipliers[key] if key is not None else 1.0, []).append(param)
+    unused = sorted(set(lr_multipliers) - used)
+    if unused:
+        raise ValueError(f"lr_multipliers keys match no trainable parameter: {unused}")
+    return [{"params": ps, "lr_multiplier": factor} for factor, ps in groups.items()]
+
+
 def train(
     model,
     train_examples: list[dict],
@@ -307,7 +333,7 @@ def train(
                          "the DistributedDataParallel wrapper of `accelerator.prepare`: use it in one process only")
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, config)
+    optimizer = make_optimizer(param_groups(model, config.lr_multipliers), config)
     steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total_steps = config.total_steps or max(1, round(config.epochs * steps_per_epoch))
     warmup_steps = max(1, round(config.warmup_ratio * total_steps))
@@ -336,7 +362,7 @@ def train(
                          for j in range(0, len(indices), micro_size)]
         lr = cosine_lr(step, total_steps, config.lr, warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_multiplier", 1.0)
         step_tokens = sum(count_target_tokens(b["labels"]) for b in micro_batches)
         if accelerator is not None:  # the token count of the whole step, over every process
             step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum"))

@@ -117,6 +117,7 @@ def _last_json(capsys) -> dict:
     return json.loads([line for line in capsys.readouterr().out.splitlines() if line.strip()][-1])
 
 
+@pytest.mark.slow  # about 10 s each on a quiet machine (a whole sft + eval through the command line)
 @pytest.mark.parametrize("style", ["gpt2", "llama3"])
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_sft_and_eval_any_model(style, method, gpt2_dir, llama3_dir, tmp_path, capsys):

@@ -30,3 +30,16 @@ def test_finetune_with_lora_options_wraps_the_copy_seeded_by_the_run(tokenizer):
     reference = add_lora(tiny_model(tokenizer), tokenizer, rank=4, alpha=8, seed=7)
     assert trainable_parameters(model) == trainable_parameters(reference)
     assert result.steps == 2
+
+
+def test_finetune_passes_lr_multipliers_to_the_trainable_rows(tokenizer):
+    base = tiny_model(tokenizer)
+    options = {"rank": 4, "alpha": 8, "train_chat_tokens": True}
+    frozen, _ = finetune(base, tokenizer, examples(tokenizer), steps=2, lr=1e-2, batch_size=4, seed=7,
+                         lora_options=options, lr_multipliers={"trainable_tokens": 0.0})
+    moved, _ = finetune(base, tokenizer, examples(tokenizer), steps=2, lr=1e-2, batch_size=4, seed=7,
+                        lora_options=options)
+    rows = lambda m: [p for n, p in m.named_parameters() if "trainable_tokens_delta" in n][0].detach()
+    start = rows(add_lora(tiny_model(tokenizer), tokenizer, seed=7, **options))
+    assert torch.equal(rows(frozen), start)            # factor 0: the trainable rows did not move
+    assert not torch.equal(rows(moved), start)

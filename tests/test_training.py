@@ -342,3 +342,26 @@ def test_a_step_without_target_tokens_is_refused_not_divided_by_zero():
     examples = [{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}] * 4
     with pytest.raises(ValueError, match="no target tokens"):
         train(tiny_model(), examples, PAD, TrainConfig(batch_size=4, epochs=1), progress=False)
+
+
+def test_lr_multipliers_give_matching_parameters_their_own_rate():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sft_course.training import TrainConfig, param_groups, train
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    groups = param_groups(model, {"embed_tokens": 0.0})
+    factors = sorted(g["lr_multiplier"] for g in groups)
+    assert factors == [0.0, 1.0]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    before = model.get_input_embeddings().weight.detach().clone()
+    q_before = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    examples = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, -100, 3, 4, 5]}] * 4
+    train(model, examples, pad_token_id=0, config=TrainConfig(lr=1e-2, epochs=1, batch_size=2, eval_every=0,
+                                                               lr_multipliers={"embed_tokens": 0.0}), progress=False)
+    assert torch.equal(model.get_input_embeddings().weight, before)      # factor 0: the rows did not move
+    assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, q_before)
+    with pytest.raises(ValueError, match="match no trainable parameter"):
+        param_groups(model, {"no_such_layer": 0.5})
