@@ -16,7 +16,7 @@ from sft_course.training import per_token_loss
 
 @torch.no_grad()
 def per_token_answer_loss(model, tokenizer, messages: list[dict]) -> list[tuple[str, float]]:
-    """Loss (nats) of each target token of the last assistant message, `<|im_end|>` included, in order."""
+    """Loss (nats) of each target token (every assistant turn's, `<|im_end|>` included), in order."""
     example = tokenize_example(tokenizer, messages)
     input_ids = torch.tensor([example["input_ids"]], device=model.device)
     labels = torch.tensor([example["labels"]], device=model.device)
