@@ -188,6 +188,10 @@ def test_without_network_a_hub_id_fails_fast(monkeypatch, nothing_loads):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import (CI exports it): switch its constant off too
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(proxy, raising=False)
