@@ -295,7 +295,7 @@ def _bench(args) -> int:
                        trl_configs=trl, progress=lambda line: print(line, file=sys.stderr, flush=True))
     summary = report["summary"]
     print(format_table(summary))
-    options = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
     print(json.dumps({**summary, "options": options}))
     return 0
 
