@@ -326,6 +326,10 @@ def train(
     config = config or TrainConfig()
     if config.total_steps is not None and config.total_steps < 1:
         raise ValueError(f"total_steps must be at least 1, got {config.total_steps}")
+    if config.total_steps is None and not config.epochs > 0:  # 0 or negative epochs would still train one step
+        raise ValueError(f"epochs must be greater than 0, got {config.epochs}")
+    if config.lr <= 0 or config.batch_size < 1:
+        raise ValueError(f"lr must be > 0 and batch_size >= 1, got lr={config.lr}, batch_size={config.batch_size}")
     if config.batch_size % config.grad_accum_steps:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
     if accelerator is not None and config.logits_on_targets:

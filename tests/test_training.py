@@ -365,3 +365,11 @@ def test_lr_multipliers_give_matching_parameters_their_own_rate():
     assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, q_before)
     with pytest.raises(ValueError, match="match no trainable parameter"):
         param_groups(model, {"no_such_layer": 0.5})
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"epochs": -1.0}, {"lr": 0.0}, {"lr": -1e-3}, {"batch_size": 0}])
+def test_train_refuses_a_run_that_would_train_nothing_or_nonsense(bad):
+    """The command line checks these at its parser; a notebook calling train() directly gets the same answer."""
+    field = next(iter(bad))
+    with pytest.raises(ValueError, match=field):
+        train(tiny_model(), random_examples(8), PAD, TrainConfig(**bad), progress=False)
