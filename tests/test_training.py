@@ -255,12 +255,18 @@ def test_train_equals_a_written_out_loop_step_by_step():
     assert all(isinstance(h["loss"], float) and isinstance(h["grad_norm"], float) for h in ours.history)
 
 
-def test_fused_adamw_follows_the_foreach_one_to_1e_6():
-    examples = random_examples(40, seed=8)
+def losses_with_and_without(option: str, value, seed: int) -> tuple[list[float], list[float]]:
+    """Per-step losses of the same short run with `TrainConfig(option=value)` and with the default config."""
+    examples = random_examples(40, seed=seed)
     config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0)
-    fused = train(tiny_model(), examples, PAD, config, progress=False)
-    plain = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "fused_adamw": False}), progress=False)
-    assert [h["loss"] for h in fused.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
+    default = train(tiny_model(), examples, PAD, config, progress=False)
+    changed = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, option: value}), progress=False)
+    return [h["loss"] for h in changed.history], [h["loss"] for h in default.history]
+
+
+def test_fused_adamw_follows_the_foreach_one_to_1e_6():
+    foreach, fused = losses_with_and_without("fused_adamw", False, seed=8)
+    assert fused == pytest.approx(foreach, abs=1e-6)
 
 
 def test_losses_are_read_from_the_device_every_few_steps_not_every_step(monkeypatch):
@@ -307,11 +313,8 @@ def test_padding_share_counts_the_pad_slots_of_every_step():
 
 
 def test_logits_on_targets_gives_the_same_run():
-    examples = random_examples(40, seed=10)
-    config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0)
-    plain = train(tiny_model(), examples, PAD, config, progress=False)
-    lean = train(tiny_model(), examples, PAD, TrainConfig(**{**config.__dict__, "logits_on_targets": True}), progress=False)
-    assert [h["loss"] for h in lean.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-5)
+    lean, plain = losses_with_and_without("logits_on_targets", True, seed=10)
+    assert lean == pytest.approx(plain, abs=1e-5)
 
 
 def test_logits_on_targets_refuses_models_that_rescale_their_logits():
