@@ -1,8 +1,9 @@
 """`sft-course bench`: the course's loop against TRL's `SFTTrainer`, same model, data, batch, lr, schedule, steps.
 
 Every configuration trains a fresh copy of the same base model on the same tokenized examples for the same number
-of optimizer steps, with the same effective batch, peak learning rate, warm-up and cosine decay to 10%, fp32, no
-gradient checkpointing; then it is scored on held-out people (exact match). Before anything is timed, every
+of optimizer steps, with the same effective batch, peak learning rate, warm-up and cosine decay to 10%, no
+gradient checkpointing, fp32 unless a configuration says bf16 (each side's own bf16 autocast, with fp32 weights
+and optimizer state); then it is scored on held-out people (exact match). Before anything is timed, every
 configuration runs a few warm-up steps (imports, allocator, compilation: the compiled loop's warm-up time is its
 compile time, reported on its own). The timed runs then alternate between the configurations, so a change in the
 machine's load hits all of them alike.
@@ -31,17 +32,19 @@ from sft_course.experiment import training_rows
 from sft_course.formats import to_messages
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
-from sft_course.training import TrainConfig, step_batches, train
+from sft_course.training import TrainConfig, step_batches, train, uses_logits_on_targets
 from sft_course.world import make_world
 
 COURSE_CONFIGS = {
-    "course": {},  # the default path: eager, fused AdamW
-    "course-lean": {"logits_on_targets": True},
-    "course-compiled": {"logits_on_targets": True, "compile": True},
+    "course": {},  # the default path: eager, fused AdamW, the output layer on target positions only
+    "course-compiled": {"compile": True},
+    "course-bf16": {"bf16": True},  # bf16 autocast (fp32 weights and optimizer state)
+    "course-compiled-bf16": {"compile": True, "bf16": True},
 }
 TRL_CONFIGS = {
     "trl": {},  # SFTTrainer defaults (random batches) in fp32, without gradient checkpointing
     "trl-grouped": {"train_sampling_strategy": "group_by_length"},
+    "trl-bf16": {"bf16": True},  # the Trainer's bf16 autocast, its own mixed precision
 }
 ACCURACY_MARGIN = 0.02  # a TRL configuration counts as "equal accuracy" within 2 points
 
@@ -174,7 +177,7 @@ def _course_run(name, options, base_model, tokenizer, examples, config, warmup_s
                        target_tokens=result.target_tokens, first_step_target_tokens=result.history[0]["tokens"],
                        computed_tokens=result.computed_tokens, padding_tokens=result.padding_tokens,
                        peak_memory_mb=memory.peak_mb, final_loss=result.final_train_loss, warmup_seconds=warmup_seconds)
-        run.flops = training_flops(model, _course_widths(examples, config, options.get("logits_on_targets", False)))
+        run.flops = training_flops(model, _course_widths(examples, config, uses_logits_on_targets(model, config)))
         return model, run
 
     return measured
@@ -207,10 +210,10 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
             gradient_accumulation_steps=1, learning_rate=config.lr, weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine_with_min_lr",
             lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio}, warmup_steps=warmup,
-            assistant_only_loss=True, max_length=max_length, bf16=False, fp16=False,
+            assistant_only_loss=True, max_length=max_length, fp16=False,
             activation_checkpointing=False, seed=config.seed, data_seed=config.seed, report_to="none",
             save_strategy="no", eval_strategy="no", logging_steps=10, disable_tqdm=True, use_cpu=use_cpu,
-            dataloader_num_workers=0, **options)
+            dataloader_num_workers=0, **{"bf16": False, **options})
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # it prints the logs to stdout, whose last line is our JSON
         batches: list[tuple[int, int, int, int]] = []  # rows, width, real tokens, target tokens

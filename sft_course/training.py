@@ -51,11 +51,14 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (e.g. to simulate an interruption); the schedule stays the same
     checkpoint_dir: str | None = None
     save_every: int = 0  # optimizer steps between checkpoints (0: none)
-    # Speed. The default is the plain loop with PyTorch's fused AdamW kernel (the same update rule in one kernel).
-    # The two options after it change the floating-point order of forward and backward, so they are opt-in.
+    # Speed (benchmarks/README.md). The default: PyTorch's fused AdamW kernel (the same update rule in one kernel)
+    # and the output layer on target positions only (the same loss, summed in another order). Compilation and
+    # bf16 change more than the order of a sum, or cost time up front, so they are opt-in.
     fused_adamw: bool = True  # torch.optim.AdamW(fused=True) where every parameter allows it (see make_optimizer)
     compile: bool = False  # torch.compile the loss; compiled kernels are cached on disk (compile_cache_dir)
-    logits_on_targets: bool = False  # project only the target positions to the vocabulary (single process only)
+    # project only the positions that predict a target token to the vocabulary; None: wherever it is possible
+    # (one process, a model whose forward does not rescale its logits), True: required, False: every position
+    logits_on_targets: bool | None = None
     bf16: bool | None = None  # bf16 autocast of the forward pass (fp32 weights and state); None: on CUDA only
     # {substring of a parameter name: factor}: those parameters train at factor x the scheduled rate (first match)
     lr_multipliers: dict = field(default_factory=dict)
@@ -163,14 +166,27 @@ def summed_token_loss(model, batch: dict, logits_on_targets: bool = False) -> to
     return F.cross_entropy(logits, targets[keep], reduction="sum")
 
 
-def _check_logits_on_targets(model) -> None:
+def _logits_on_targets_refusal(model) -> str | None:
+    """Why the output layer cannot be run on target positions alone for `model`, or None when it can."""
     config = getattr(model, "config", None)
     for name in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
         if getattr(config, name, None) not in (None, 1, 1.0):
-            raise ValueError(f"logits_on_targets: this model's config sets {name}={getattr(config, name)!r}, which "
-                             "its forward applies to the logits; use the default path (logits_on_targets=False)")
-    if model.get_output_embeddings() is None:
-        raise ValueError("logits_on_targets: the model has no output embeddings (lm_head) to project with")
+            return f"this model's config sets {name}={getattr(config, name)!r}, which its forward applies to the logits"
+    if not hasattr(model, "get_decoder") or model.get_output_embeddings() is None:
+        return "the model has no decoder and output embeddings (lm_head) to call separately"
+    return None
+
+
+def uses_logits_on_targets(model, config: TrainConfig, distributed: bool = False) -> bool:
+    """Whether `train` projects only the target positions to the vocabulary (see `TrainConfig.logits_on_targets`)."""
+    if config.logits_on_targets is False:
+        return False
+    refusal = ("it calls the decoder and the output layer separately, which would bypass the DistributedDataParallel "
+               "wrapper of `accelerator.prepare`: use it in one process only") if distributed else \
+        _logits_on_targets_refusal(model)
+    if refusal and config.logits_on_targets:
+        raise ValueError(f"logits_on_targets: {refusal}; use logits_on_targets=False (every position)")
+    return refusal is None
 
 
 def compile_cache_dir() -> Path:
@@ -182,28 +198,26 @@ def compile_cache_dir() -> Path:
     return root / "sft-course" / "torchinductor"
 
 
-def loss_function(model, config: TrainConfig):
+def loss_function(model, config: TrainConfig, distributed: bool = False):
     """`batch -> summed target-token loss` as `train` computes it: eager by default; with `config.compile`,
     compiled by `torch.compile` with dynamic shapes (one graph for every padded length) and an on-disk
     cache, so a second run, or a restarted notebook kernel, skips most of the compilation."""
-    if config.logits_on_targets:
-        _check_logits_on_targets(model)
+    on_targets = uses_logits_on_targets(model, config, distributed)
 
     def summed(input_ids, attention_mask, labels):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return summed_token_loss(model, batch, config.logits_on_targets)
+        return summed_token_loss(model, batch, on_targets)
 
     if config.compile:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         summed = torch.compile(summed, dynamic=True)
     device = next(model.parameters()).device
     if config.bf16 if config.bf16 is not None else device.type == "cuda":
-        if device.type != "cuda":
-            raise ValueError(f"bf16=True autocasts on CUDA only, and the model is on {device.type}: on a CPU, at this "
-                             "size, bf16 is slower than fp32 (benchmarks/README.md); leave bf16=False here")
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"bf16=True autocasts on CUDA or a CPU, and the model is on {device.type}")
 
-        def run(batch):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        def run(batch):  # on a CPU it pays where the CPU has bf16 matrix instructions (benchmarks/README.md)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
         return run
     return lambda batch: summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -332,9 +346,7 @@ def train(
         raise ValueError(f"lr must be > 0 and batch_size >= 1, got lr={config.lr}, batch_size={config.batch_size}")
     if config.batch_size % config.grad_accum_steps:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
-    if accelerator is not None and config.logits_on_targets:
-        raise ValueError("logits_on_targets calls the decoder and the output layer separately, which would bypass "
-                         "the DistributedDataParallel wrapper of `accelerator.prepare`: use it in one process only")
+    uses_logits_on_targets(model, config, distributed=accelerator is not None)  # refuse a forced one early
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(param_groups(model, config.lr_multipliers), config)
@@ -350,17 +362,20 @@ def train(
         model, optimizer = accelerator.prepare(model, optimizer)
         rank, n_processes, backward = accelerator.process_index, accelerator.num_processes, accelerator.backward
     device = next(raw_model.parameters()).device
-    loss_fn = loss_function(model, config)
+    loss_fn = loss_function(model, config, distributed=accelerator is not None)
     last_step = min(total_steps, config.max_steps or total_steps)
     micro_size = config.batch_size // config.grad_accum_steps
     model.train()
     prior_seconds, left_out = result.train_seconds, 0.0  # left_out: evaluation and checkpoint time
     pending: list[dict] = []  # history entries whose loss and grad norm are still on the device
+    order, order_epoch = [], None  # the current epoch's batches of example indices
     began = time.perf_counter()
     bar = tqdm(range(start_step, last_step), desc="SFT", disable=not progress)
     for step in bar:
         epoch, index_in_epoch = divmod(step, steps_per_epoch)
-        indices = step_batches(len(train_examples), config.batch_size, config.seed, epoch)[index_in_epoch]
+        if epoch != order_epoch:  # one shuffle per epoch, not per step (7,500 examples: ~3 ms a shuffle)
+            order, order_epoch = step_batches(len(train_examples), config.batch_size, config.seed, epoch), epoch
+        indices = order[index_in_epoch]
         indices = indices[rank::n_processes]
         micro_batches = [pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
                          for j in range(0, len(indices), micro_size)]

@@ -49,12 +49,12 @@ def test_bench_command_prints_a_table_then_one_json_line(capsys):
     from sft_course.cli import main
 
     assert main(["bench", "--steps", "3", "--people", "20", "--eval-people", "3", "--batch-size", "8",
-                 "--warmup-steps", "1", "--course", "course,course-lean", "--trl", "trl"]) == 0
+                 "--warmup-steps", "1", "--course", "course,course-bf16", "--trl", "trl"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| config |")
     report = json.loads(lines[-1])
     assert report["steps"] == 3 and report["throughput_ratio_vs_trl"] > 0
-    assert set(report["configs"]) == {"course", "course-lean", "trl"}
+    assert set(report["configs"]) == {"course", "course-bf16", "trl"}
     for metrics in report["configs"].values():
         assert 0 <= metrics["padding_share"] < 1 and 0 <= metrics["held_out_accuracy"] <= 1
         assert metrics["steady_tokens_per_second"] > 0 and 0 < metrics["fraction_of_matmul_flops"]

@@ -312,21 +312,44 @@ def test_padding_share_counts_the_pad_slots_of_every_step():
     assert result.padding_share == pytest.approx(1 - real / slots)
 
 
-def test_logits_on_targets_gives_the_same_run():
-    lean, plain = losses_with_and_without("logits_on_targets", True, seed=10)
-    assert lean == pytest.approx(plain, abs=1e-5)
+def test_logits_on_targets_by_default_gives_the_run_of_every_position():
+    every_position, default = losses_with_and_without("logits_on_targets", False, seed=10)
+    assert default == pytest.approx(every_position, abs=1e-5)
+    assert every_position != default  # the default really takes the other path (sums in another order)
 
 
-def test_logits_on_targets_refuses_models_that_rescale_their_logits():
+def test_the_default_path_projects_only_target_positions(monkeypatch):
+    from sft_course import training
+
+    seen = []
+    monkeypatch.setattr(training, "summed_token_loss",
+                        lambda model, batch, on_targets=False: seen.append(on_targets) or
+                        training.per_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"]).sum())
+    train(tiny_model(), random_examples(8), PAD, TrainConfig(epochs=1, batch_size=8), progress=False)
+    train(tiny_model(), random_examples(8), PAD, TrainConfig(epochs=1, batch_size=8, logits_on_targets=False),
+          progress=False)
+    assert seen == [True, False]
+
+
+def test_logits_on_targets_refuses_models_that_rescale_their_logits_and_the_default_falls_back():
     model = tiny_model()
     model.config.final_logit_softcapping = 30.0
     with pytest.raises(ValueError, match="final_logit_softcapping"):
         train(model, random_examples(8), PAD, TrainConfig(logits_on_targets=True), progress=False)
+    from sft_course.training import uses_logits_on_targets
+
+    assert not uses_logits_on_targets(model, TrainConfig())  # None: every position, silently correct
+    assert uses_logits_on_targets(tiny_model(), TrainConfig())
+    assert not uses_logits_on_targets(tiny_model(), TrainConfig(), distributed=True)
+    with pytest.raises(ValueError, match="one process only"):
+        uses_logits_on_targets(tiny_model(), TrainConfig(logits_on_targets=True), distributed=True)
 
 
-def test_bf16_autocast_is_refused_off_cuda():
-    with pytest.raises(ValueError, match="CUDA only"):
-        train(tiny_model(), random_examples(8), PAD, TrainConfig(bf16=True), progress=False)
+def test_bf16_autocast_on_a_cpu_trains_close_to_fp32():
+    bf16, fp32 = losses_with_and_without("bf16", True, seed=11)
+    assert bf16 != fp32  # autocast really ran the matmuls in bf16 ...
+    assert bf16 == pytest.approx(fp32, rel=0.05)  # ... and the run stays close to fp32's
+    assert bf16[-1] < bf16[0]
 
 
 @pytest.mark.slow
