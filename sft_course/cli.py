@@ -40,6 +40,7 @@ from sft_course.defaults import (
     LORA_ALPHA,
     LORA_RANK,
     METHODS,
+    MICRO_BATCH_SIZE,
     PRETRAIN_LR,
     PRETRAIN_STEPS,
     PRETRAIN_WARMUP_STEPS,
@@ -202,7 +203,8 @@ def _sft(args) -> int:
             raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
     check_model_folder(args.model or BUNDLED_MODEL_DIR)
 
-    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                         grad_accum_steps=args.grad_accum_steps, seed=args.seed,
                          checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
@@ -231,7 +233,7 @@ def _sft(args) -> int:
         (folder / "training_log.json").write_text(json.dumps(training_log(run.result), indent=1) + "\n")
 
     write_folder_atomically(args.out, write, args.overwrite)
-    print(json.dumps({**run.summary, "out": str(args.out)}))
+    print(json.dumps({**run.summary, "grad_accum_steps": args.grad_accum_steps, "out": str(args.out)}))
     return 0
 
 
@@ -317,17 +319,35 @@ def _sft_combinations(args) -> str | None:
         out, ckpt = Path(args.out).resolve(), Path(args.checkpoint_dir).resolve()
         if ckpt == out or out in ckpt.parents:
             return "--checkpoint-dir must be outside --out (the model folder is replaced when the run ends)"
-    # defaults that depend on the method or on --checkpoint-dir
-    if args.lr is None:  # the bundled model's measured rates, or a real pre-trained model's
-        from sft_course.experiment import default_lr
+    if args.grad_accum_steps is not None and args.batch_size % args.grad_accum_steps:
+        return (f"--batch-size ({args.batch_size}) must be divisible by --grad-accum-steps ({args.grad_accum_steps}): "
+                "each optimizer step is that many micro-batches of equal size")
+    # defaults that depend on the model, the method or --checkpoint-dir
+    from sft_course.experiment import default_lr, is_bundled_model
 
+    if args.lr is None:  # the bundled model's measured rates, or a real pre-trained model's
         args.lr = default_lr(args.method, args.model)
+    if args.grad_accum_steps is None:
+        args.grad_accum_steps = default_grad_accum_steps(args.batch_size, bundled=is_bundled_model(args.model))
     if args.method == "lora":
         args.rank = LORA_RANK if args.rank is None else args.rank
         args.alpha = LORA_ALPHA if args.alpha is None else args.alpha
     if args.checkpoint_dir and args.save_every is None:
         args.save_every = DEFAULT_SAVE_EVERY
     return None
+
+
+def default_grad_accum_steps(batch_size: int, bundled: bool) -> int:
+    """Micro-batches per optimizer step when `--grad-accum-steps` is not given.
+
+    The bundled model (vocabulary 2048) takes each step in one batch. Any other model takes the fewest
+    micro-batches of at most `MICRO_BATCH_SIZE` examples that split `--batch-size` evenly (64: 8 of 8), the way
+    TRL's per-device batch and gradient accumulation do: the logits of a 49k-token vocabulary for 64 examples at
+    once take gigabytes. The loop divides by the step's target tokens, so the update is the same up to rounding.
+    """
+    if bundled:
+        return 1
+    return next(n for n in range(1, batch_size + 1) if batch_size % n == 0 and batch_size // n <= MICRO_BATCH_SIZE)
 
 
 def _pretrain_combinations(args) -> str | None:
@@ -373,7 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
                    + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + "; any other model "
                    + ", ".join(f"{lr:g} {method}" for method, lr in PRETRAINED_LEARNING_RATES.items()) + ")")
     p.add_argument("--epochs", type=positive_float, default=EPOCHS)
-    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="examples per optimizer step")
+    p.add_argument("--grad-accum-steps", type=positive_int, default=None,
+                   help="micro-batches per optimizer step, their gradients accumulated (--batch-size must divide by "
+                        "it; default: 1 for the bundled model, micro-batches of at most "
+                        f"{MICRO_BATCH_SIZE} examples for any other)")
     p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {LORA_RANK})")
     p.add_argument("--alpha", type=positive_float, default=None, help=f"LoRA alpha (default {LORA_ALPHA:g})")
     p.add_argument("--people", type=people_count, default=None,

@@ -9,6 +9,9 @@ LEARNING_RATES = {"full": 6e-4, "lora": 3e-3}  # measured on the bundled 1.2M-pa
 PRETRAINED_LEARNING_RATES = {"full": 2e-5, "lora": 2e-4}
 EPOCHS = 2.0
 BATCH_SIZE = 64  # examples per optimizer step
+# Any other model: at most this many examples per forward pass (micro-batch), the rest by gradient accumulation,
+# so that a 49k-token vocabulary's logits stay small (`sft-course sft --grad-accum-steps`).
+MICRO_BATCH_SIZE = 8
 LORA_RANK = 8
 LORA_ALPHA = 16  # the update is scaled by alpha / rank
 

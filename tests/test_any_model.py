@@ -124,9 +124,10 @@ def test_sft_and_eval_any_model(style, method, gpt2_dir, llama3_dir, tmp_path, c
     folder = {"gpt2": gpt2_dir, "llama3": llama3_dir}[style]
     out = tmp_path / "tuned"
     assert main(["sft", "--model", str(folder), "--method", method, "--out", str(out), "--people", "2",
-                 "--epochs", "1", "--batch-size", "8", "--eval-people", "2"]) == 0
+                 "--epochs", "1", "--batch-size", "16", "--eval-people", "2"]) == 0
     summary = _last_json(capsys)
     assert summary["lr"] == PRETRAINED_MODEL_LR[method] and summary["train_examples"] == 2 * 5 * 3
+    assert summary["grad_accum_steps"] == 2  # not the bundled model: micro-batches of at most 8 by default
     assert 0 <= summary["held_out_accuracy"] <= 1
     assert main(["eval", "--model", str(out), "--eval-people", "2", "--no-json"]) == 0
     report = _last_json(capsys)

