@@ -281,15 +281,19 @@ def flat_gradient(model, micro_batches: list[dict], accumulate=accumulate_gradie
 
 @torch.no_grad()
 def evaluate_loss(model, examples: list[dict], pad_token_id: int, batch_size: int = 64) -> float:
-    """Mean loss per target token over `examples` (token-weighted, not batch-weighted)."""
+    """Mean loss per target token over `examples` (token-weighted, not batch-weighted).
+
+    Like training, it projects only the target positions to the vocabulary where the model allows it: the
+    logits of a 49k-token vocabulary for every position of a batch would be most of the memory.
+    """
     was_training = model.training
     model.eval()
+    on_targets = _logits_on_targets_refusal(model) is None
     total, tokens = 0.0, 0
     for i in range(0, len(examples), batch_size):
         batch = pad_batch(examples[i : i + batch_size], pad_token_id)
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        total += per_token_loss(logits, batch["labels"]).sum().item()
+        total += summed_token_loss(model, batch, on_targets).item()
         tokens += count_target_tokens(batch["labels"])
     model.train(was_training)
     return total / max(tokens, 1)
@@ -365,6 +369,7 @@ def train(
     loss_fn = loss_function(model, config, distributed=accelerator is not None)
     last_step = min(total_steps, config.max_steps or total_steps)
     micro_size = config.batch_size // config.grad_accum_steps
+    eval_batch = 64 if config.grad_accum_steps == 1 else micro_size  # micro-batches were asked for to save memory
     model.train()
     prior_seconds, left_out = result.train_seconds, 0.0  # left_out: evaluation and checkpoint time
     pending: list[dict] = []  # history entries whose loss and grad norm are still on the device
@@ -414,7 +419,8 @@ def train(
             result.first_step_seconds = result.train_seconds - prior_seconds
         if do_eval:
             t = time.perf_counter()
-            result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id)})
+            result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id,
+                                                                               batch_size=eval_batch)})
             result.eval_seconds += time.perf_counter() - t
             left_out += time.perf_counter() - t
         if do_save:  # one writer: under accelerate the processes hold the same weights and optimizer state

@@ -399,3 +399,28 @@ def test_train_refuses_a_run_that_would_train_nothing_or_nonsense(bad):
     field = next(iter(bad))
     with pytest.raises(ValueError, match=field):
         train(tiny_model(), random_examples(8), PAD, TrainConfig(**bad), progress=False)
+
+
+def test_evaluate_loss_on_target_positions_equals_every_position():
+    from sft_course import training
+
+    model, examples = tiny_model(), random_examples(12, seed=13)
+    lean = training.evaluate_loss(model, examples, PAD, batch_size=5)
+    assert training._logits_on_targets_refusal(model) is None  # so evaluate_loss took the target-only path
+    every = sum(training.per_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                                        b["labels"]).sum().item()
+                for b in [pad_batch(examples[i:i + 5], PAD) for i in range(0, 12, 5)])
+    tokens = sum(training.count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples)
+    assert lean == pytest.approx(every / tokens, rel=1e-5)
+
+
+def test_evaluation_during_training_follows_the_micro_batches(monkeypatch):
+    from sft_course import training
+
+    sizes = []
+    original = training.evaluate_loss
+    monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: (sizes.append(k.get("batch_size")), original(*a, **k))[1])
+    for accum in (1, 4):
+        train(tiny_model(), random_examples(16, seed=14), PAD, TrainConfig(epochs=1, batch_size=8, grad_accum_steps=accum),
+              eval_examples=random_examples(4, seed=15), progress=False)
+    assert sizes == [64, 2]
