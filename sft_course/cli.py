@@ -340,7 +340,7 @@ def _sft_combinations(args) -> str | None:
 def default_grad_accum_steps(batch_size: int, bundled: bool) -> int:
     """Micro-batches per optimizer step when `--grad-accum-steps` is not given.
 
-    The bundled model (vocabulary 2048) takes each step in one batch. Any other model takes the fewest
+    The bundled model (a vocabulary of 1,388 tokens) takes each step in one batch. Any other model takes the fewest
     micro-batches of at most `MICRO_BATCH_SIZE` examples that split `--batch-size` evenly (64: 8 of 8), the way
     TRL's per-device batch and gradient accumulation do: the logits of a 49k-token vocabulary for 64 examples at
     once take gigabytes. The loop divides by the step's target tokens, so the update is the same up to rounding.
