@@ -20,7 +20,7 @@ from sft_course.masking import IGNORE_INDEX
 from sft_course.probes import completion_probe
 from sft_course.scoring import first_sentence, score_answers, score_json_answers
 from sft_course.tokenizer import END_OF_TEXT
-from sft_course.training import count_target_tokens, per_token_loss
+from sft_course.loss import count_target_tokens, per_token_loss
 from sft_course.world import (
     ATTRIBUTES,
     HELD_OUT_SPLIT,
