@@ -31,9 +31,9 @@ from sft_course.defaults import MAX_LENGTH
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.experiment import training_rows
 from sft_course.formats import to_messages
+from sft_course.loss import uses_logits_on_targets
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
-from sft_course.loss import uses_logits_on_targets
 from sft_course.training import TrainConfig, plan_steps, step_indices, train
 from sft_course.world import make_world
 

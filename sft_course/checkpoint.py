@@ -17,7 +17,6 @@ import torch
 from sft_course.errors import CheckpointError
 from sft_course.run import TrainConfig, TrainResult
 
-
 CHECKPOINT_FILE = "checkpoint.pt"
 
 

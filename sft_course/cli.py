@@ -36,7 +36,6 @@ from sft_course.defaults import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATES,
-    PRETRAINED_LEARNING_RATES,
     LORA_ALPHA,
     LORA_RANK,
     METHODS,
@@ -44,6 +43,7 @@ from sft_course.defaults import (
     PRETRAIN_LR,
     PRETRAIN_STEPS,
     PRETRAIN_WARMUP_STEPS,
+    PRETRAINED_LEARNING_RATES,
 )
 from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
 
@@ -189,9 +189,9 @@ def _check_checkpoint_dir(args) -> None:
 
 
 def _sft(args) -> int:
+    from sft_course.checkpoint import CHECKPOINT_FILE
     from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
-    from sft_course.checkpoint import CHECKPOINT_FILE
     from sft_course.training import TrainConfig
 
     check_output_folder(args.out, args.overwrite)

@@ -17,8 +17,17 @@ from transformers import AutoTokenizer
 
 from sft_course.accounting import trainable_parameters
 from sft_course.data import read_examples
-from sft_course.defaults import (ANSWER_STYLES, BATCH_SIZE, LEARNING_RATES, LORA_ALPHA, LORA_RANK, MAX_LENGTH,
-                                 METHODS, MICRO_BATCH_SIZE, PRETRAINED_LEARNING_RATES)
+from sft_course.defaults import (
+    ANSWER_STYLES,
+    BATCH_SIZE,
+    LEARNING_RATES,
+    LORA_ALPHA,
+    LORA_RANK,
+    MAX_LENGTH,
+    METHODS,
+    MICRO_BATCH_SIZE,
+    PRETRAINED_LEARNING_RATES,
+)
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.formats import to_messages
 from sft_course.lora import add_lora, new_token_ids

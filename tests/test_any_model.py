@@ -6,8 +6,6 @@ import json
 import logging
 
 import pytest
-
-from sft_course.errors import ModelFolderError
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -16,6 +14,7 @@ from sft_course import smollm2
 from sft_course.cli import main
 from sft_course.defaults import LEARNING_RATES as BUNDLED_MODEL_LR
 from sft_course.defaults import PRETRAINED_LEARNING_RATES as PRETRAINED_MODEL_LR
+from sft_course.errors import ModelFolderError
 from sft_course.experiment import default_lr
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.modeling import load_model
@@ -25,7 +24,8 @@ from sft_course.world import make_world
 LLAMA3_TEMPLATE = (
     "{{- bos_token }}{%- for message in messages %}"
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}"
-    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from sft_course import cli, experiment, pretrain, training
+from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.cli import PEOPLE_PER_SPLIT, main, write_folder_atomically
 from sft_course.errors import DataError, OptionsError
-from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.world import TRAIN_SPLIT, make_world
 
 

@@ -6,10 +6,15 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.collate import pad_batch
 from sft_course.errors import CheckpointError
-from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
-from sft_course.loss import accumulate_gradients, count_target_tokens, flat_gradient, naive_accumulate_gradients, sft_loss
+from sft_course.loss import (
+    count_target_tokens,
+    flat_gradient,
+    naive_accumulate_gradients,
+    sft_loss,
+)
 from sft_course.training import TrainConfig, cosine_lr, train
 
 PAD = 0
