@@ -36,8 +36,16 @@ def save_checkpoint(model, optimizer, result: TrainResult, step: int, config: Tr
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # one per process: `accelerate launch` runs several
     try:
         with open(tmp, "wb") as f:
-            torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "result": asdict(result), "config": asdict(config)}, f)
+            torch.save(
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "result": asdict(result),
+                    "config": asdict(config),
+                },
+                f,
+            )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,8 +66,10 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict:
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         reason = f"it calls {found.group(1)}" if found else str(error).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data, which "
-                              f"could run code when unpickled ({reason})") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain data, which "
+            f"could run code when unpickled ({reason})"
+        ) from None
     except (RuntimeError, EOFError) as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
 
@@ -67,16 +77,35 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict:
 # What a run must agree on to resume a checkpoint: the TrainConfig fields that change its losses, and the choices
 # that the command line saves next to the checkpoint (`sft_options.json`: method, answers, model, LoRA rank and
 # alpha, people). One list for both checks; each compares the fields that both of its sides hold.
-RESUME_FIELDS = ("method", "answers", "model", "people", "rank", "alpha", "lr", "epochs", "total_steps", "batch_size",
-                 "grad_accum_steps", "warmup_ratio", "min_lr_ratio", "weight_decay", "max_grad_norm", "seed")
+RESUME_FIELDS = (
+    "method",
+    "answers",
+    "model",
+    "people",
+    "rank",
+    "alpha",
+    "lr",
+    "epochs",
+    "total_steps",
+    "batch_size",
+    "grad_accum_steps",
+    "warmup_ratio",
+    "min_lr_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+)
 
 
 def check_resumable(path, saved: dict, now: dict, as_options: bool = False) -> None:
     """Refuse (`CheckpointError`) to resume the checkpoint at `path`, saved with `saved`, in a run set to `now`,
     when they differ in a field of `RESUME_FIELDS` that both hold. `as_options` names the fields as the command
     line's options (`--grad-accum-steps`)."""
-    differ = [f"{'--' + k.replace('_', '-') if as_options else k} {saved[k]!r} there, {now[k]!r} here"
-              for k in RESUME_FIELDS if k in saved and k in now and saved[k] != now[k]]
+    differ = [
+        f"{'--' + k.replace('_', '-') if as_options else k} {saved[k]!r} there, {now[k]!r} here"
+        for k in RESUME_FIELDS
+        if k in saved and k in now and saved[k] != now[k]
+    ]
     if differ:
         what = "options" if as_options else "settings"
         raise CheckpointError(f"{path} is from a run with other {what}: {'; '.join(differ)}")

@@ -37,9 +37,21 @@ from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
 SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
-__all__ = ["ANSWER_STYLES", "METHODS", "RunDefaults", "SFTRun", "default_grad_accum_steps", "default_lora_options",
-           "default_lr", "resolve_run", "eval_loss_rows", "evaluate_accuracy",
-           "finetune", "run_sft", "training_rows"]
+__all__ = [
+    "ANSWER_STYLES",
+    "METHODS",
+    "RunDefaults",
+    "SFTRun",
+    "default_grad_accum_steps",
+    "default_lora_options",
+    "default_lr",
+    "resolve_run",
+    "eval_loss_rows",
+    "evaluate_accuracy",
+    "finetune",
+    "run_sft",
+    "training_rows",
+]
 
 
 def default_lr(method: str = "full", model_name=None) -> float:
@@ -86,9 +98,16 @@ class RunDefaults:
         return default_lora_options(self.rank, self.alpha, sft_rows, self.model_name)
 
 
-def resolve_run(method: str = "full", model_name: str | os.PathLike | None = None, *, lr: float | None = None,
-                batch_size: int = BATCH_SIZE, grad_accum_steps: int | None = None, rank: int | None = None,
-                alpha: float | None = None) -> RunDefaults:
+def resolve_run(
+    method: str = "full",
+    model_name: str | os.PathLike | None = None,
+    *,
+    lr: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    grad_accum_steps: int | None = None,
+    rank: int | None = None,
+    alpha: float | None = None,
+) -> RunDefaults:
     """Fill in a run's defaults from its model and method, in one place (the command line calls it).
 
     - `lr`: the bundled model's measured rate for the method, or a real model's usual one (`default_lr`);
@@ -104,12 +123,17 @@ def resolve_run(method: str = "full", model_name: str | os.PathLike | None = Non
     bundled = model_kind(model_name) == BUNDLED
     lora = method == "lora"
     return RunDefaults(
-        method=method, model_name=None if model_name is None else str(model_name), bundled=bundled,
-        lr=default_lr(method, model_name) if lr is None else lr, batch_size=batch_size,
-        grad_accum_steps=default_grad_accum_steps(batch_size, bundled) if grad_accum_steps is None else grad_accum_steps,
+        method=method,
+        model_name=None if model_name is None else str(model_name),
+        bundled=bundled,
+        lr=default_lr(method, model_name) if lr is None else lr,
+        batch_size=batch_size,
+        grad_accum_steps=default_grad_accum_steps(batch_size, bundled)
+        if grad_accum_steps is None
+        else grad_accum_steps,
         rank=(LORA_RANK if rank is None else rank) if lora else rank,
-        alpha=(LORA_ALPHA if alpha is None else alpha) if lora else alpha)
-
+        alpha=(LORA_ALPHA if alpha is None else alpha) if lora else alpha,
+    )
 
 
 @dataclass
@@ -123,7 +147,9 @@ class SFTRun:
     data_report: dict = field(default_factory=dict)
 
 
-def training_rows(answers: str = "sentence", n_people: int | None = None, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
+def training_rows(
+    answers: str = "sentence", n_people: int | None = None, data_dir: str | Path = SFT_DATA_DIR
+) -> list[dict]:
     """The training file of one answer style, optionally only the rows about the first `n_people` people."""
     if answers not in ANSWER_STYLES:
         raise ValueError(f"answers must be one of {ANSWER_STYLES}, got {answers!r}")
@@ -137,13 +163,20 @@ def training_rows(answers: str = "sentence", n_people: int | None = None, data_d
 def eval_loss_rows(answers: str = "sentence", n_people: int = 100, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
     """Held-out people's questions (trained wording) answered in the same style, for the eval loss curve."""
     keep = {p.name for p in make_world().split(HELD_OUT_SPLIT)[:n_people]}
-    rows = [r for r in read_examples(Path(data_dir) / "eval_held_out.jsonl")
-            if r["person"] in keep and r["question_kind"] == "trained"]
+    rows = [
+        r
+        for r in read_examples(Path(data_dir) / "eval_held_out.jsonl")
+        if r["person"] in keep and r["question_kind"] == "trained"
+    ]
     return [dict(r, response=r["response"] if answers == "sentence" else r["answer"]) for r in rows]
 
 
-def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_rows: Iterable | None = None,
-                         model_name: str | os.PathLike | None = None) -> dict:
+def default_lora_options(
+    rank: int = LORA_RANK,
+    alpha: float = LORA_ALPHA,
+    sft_rows: Iterable | None = None,
+    model_name: str | os.PathLike | None = None,
+) -> dict:
     """The LoRA options of `sft-course sft --method lora`: rank, alpha, and which embedding rows to train.
 
     For the bundled model, whose pre-training text is known (the world's biographies), every token that the
@@ -158,9 +191,18 @@ def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_r
     return options
 
 
-def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch_size: int = 32, seed: int = 0,
-             lora_options: dict | None = None, progress: bool = False,
-             lr_multipliers: dict | None = None) -> tuple[object, TrainResult]:
+def finetune(
+    base,
+    tokenizer,
+    examples: list[dict],
+    steps: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    lora_options: dict | None = None,
+    progress: bool = False,
+    lr_multipliers: dict | None = None,
+) -> tuple[object, TrainResult]:
     """A short run of exactly `steps` optimizer steps on a copy of `base` (left untouched); `(model, result)`.
 
     `examples` are tokenized; `lora_options` (the keyword arguments of `add_lora`) wrap the copy with LoRA
@@ -171,8 +213,14 @@ def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch
     model = copy.deepcopy(base)
     if lora_options is not None:
         model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
-    config = TrainConfig(lr=lr, total_steps=steps, batch_size=batch_size, seed=seed, eval_every=0,
-                         lr_multipliers=dict(lr_multipliers or {}))
+    config = TrainConfig(
+        lr=lr,
+        total_steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=0,
+        lr_multipliers=dict(lr_multipliers or {}),
+    )
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 
@@ -211,8 +259,16 @@ def run_sft(
     eval_examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in eval_loss_rows(answers)], max_length)
     if method == "lora":
         model = add_lora(model, tokenizer, **(lora_options or {}))
-    result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
-                   progress=progress, accelerator=accelerator, resume=resume)
+    result = train(
+        model,
+        examples,
+        tokenizer.pad_token_id,
+        config,
+        eval_examples=eval_examples,
+        progress=progress,
+        accelerator=accelerator,
+        resume=resume,
+    )
     summary = {
         "method": method,
         "answers": answers,

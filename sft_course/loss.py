@@ -40,8 +40,10 @@ def per_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="none",
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
     ).view(shift_labels.shape)
 
 
@@ -90,9 +92,14 @@ def uses_logits_on_targets(model, config: TrainConfig, distributed: bool = False
     """Whether `train` projects only the target positions to the vocabulary (see `TrainConfig.logits_on_targets`)."""
     if config.logits_on_targets is False:
         return False
-    refusal = ("it calls the decoder and the output layer separately, which would bypass the DistributedDataParallel "
-               "wrapper of `accelerator.prepare`: use it in one process only") if distributed else \
-        _logits_on_targets_refusal(model)
+    refusal = (
+        (
+            "it calls the decoder and the output layer separately, which would bypass the DistributedDataParallel "
+            "wrapper of `accelerator.prepare`: use it in one process only"
+        )
+        if distributed
+        else _logits_on_targets_refusal(model)
+    )
     if refusal and config.logits_on_targets:
         raise ValueError(f"logits_on_targets: {refusal}; use logits_on_targets=False (every position)")
     return refusal is None
@@ -128,6 +135,7 @@ def loss_function(model, config: TrainConfig, distributed: bool = False):
         def run(batch):  # on a CPU it pays where the CPU has bf16 matrix instructions (benchmarks/README.md)
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+
         return run
     return lambda batch: summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
 
@@ -145,8 +153,9 @@ def accumulate_step(loss_fn, micro_batches: list[dict], denominator: float, back
     return step_loss
 
 
-def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: float | None = None,
-                         backward=None) -> tuple[float, int]:
+def accumulate_gradients(
+    model, micro_batches: list[dict], num_target_tokens: float | None = None, backward=None
+) -> tuple[float, int]:
     """Backward over the micro-batches of one optimizer step; return (step loss, target tokens here).
 
     Each micro-batch's summed loss is divided by the target tokens of the *whole* step, so the accumulated

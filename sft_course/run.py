@@ -69,4 +69,3 @@ class TrainResult:
     def padding_share(self) -> float:
         """The share of computed token slots that were padding."""
         return self.padding_tokens / self.computed_tokens if self.computed_tokens else 0.0
-

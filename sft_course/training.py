@@ -74,7 +74,8 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
     params = list(params)  # tensors, or param groups ({"params": [...], ...}) as `param_groups` makes them
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     fused = config.fused_adamw and all(
-        t.is_floating_point() and t.device.type in ("cpu", "cuda", "mps", "xpu") for t in tensors)
+        t.is_floating_point() and t.device.type in ("cpu", "cuda", "mps", "xpu") for t in tensors
+    )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
@@ -163,7 +164,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.lr <= 0 or config.batch_size < 1:
         raise ValueError(f"lr must be > 0 and batch_size >= 1, got lr={config.lr}, batch_size={config.batch_size}")
     if config.batch_size % config.grad_accum_steps:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}"
+        )
 
 
 def train(
@@ -204,12 +207,18 @@ def train(
     eval_batch = 64 if config.grad_accum_steps == 1 else micro_size  # micro-batches were asked for to save memory
     model.train()
     clock = StepClock(result, start_step)
-    bar = tqdm(step_indices(len(train_examples), config, plan, start_step), desc="SFT",
-               total=plan.last_step - start_step, disable=not progress)
+    bar = tqdm(
+        step_indices(len(train_examples), config, plan, start_step),
+        desc="SFT",
+        total=plan.last_step - start_step,
+        disable=not progress,
+    )
     for step, indices in bar:
         indices = indices[rank::n_processes]
-        micro_batches = [pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
-                         for j in range(0, len(indices), micro_size)]
+        micro_batches = [
+            pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
+            for j in range(0, len(indices), micro_size)
+        ]
         lr = cosine_lr(step, plan.total_steps, config.lr, plan.warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_multiplier", 1.0)
@@ -228,14 +237,24 @@ def train(
         is_last = step + 1 == plan.last_step
         do_eval = bool(eval_examples) and ((config.eval_every and (step + 1) % config.eval_every == 0) or is_last)
         do_save = bool(config.checkpoint_dir and config.save_every and ((step + 1) % config.save_every == 0 or is_last))
-        entry = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
-                 "epoch": (step + 1) / plan.steps_per_epoch, "tokens": step_tokens}
+        entry = {
+            "step": step + 1,
+            "loss": step_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "epoch": (step + 1) / plan.steps_per_epoch,
+            "tokens": step_tokens,
+        }
         if clock.record(entry, sync=is_last or do_eval or do_save):
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
         if do_eval:
             with clock.excluded("eval_seconds"):
-                result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id,
-                                                                                   batch_size=eval_batch)})
+                result.evals.append(
+                    {
+                        "step": step + 1,
+                        "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id, batch_size=eval_batch),
+                    }
+                )
         if do_save:  # one writer: under accelerate the processes hold the same weights and optimizer state
             with clock.excluded():
                 if accelerator is None or accelerator.is_main_process:
