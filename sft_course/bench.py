@@ -330,7 +330,7 @@ def run_bench(
     base_model, tokenizer = load_model(model_name)
     device = next(base_model.parameters()).device
     rows = training_rows("sentence", n_people=n_people)
-    examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
+    examples, _ = tokenize_examples(tokenizer, rows, max_length)
     config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, eval_every=0)
     steps = steps or plan_steps(len(examples), config).total_steps
     config = replace(config, total_steps=steps)

@@ -1,4 +1,4 @@
-"""Controlled damage to SFT data, for the data-quality experiments of notebook 05.
+"""The quality of SFT data: controlled damage for the experiments of notebook 05, and the checks that find it.
 
 Each transform takes training rows (dicts with `instruction`, `response`, `person`, `attribute`, `paraphrase`,
 `answer`, as in `data/sft/train_*.jsonl`), returns new rows (the input is never modified) and a report that
@@ -10,11 +10,19 @@ counts what it changed, so an experiment can say exactly how much damage it did.
 
 `noisy_label_detection` scores the cheap fix: rank rows by a model's loss (`evaluation.text_losses`) and
 see how many of the highest-loss rows are the corrupted ones.
+
+`contamination_report` checks for leaks: which evaluation rows share long word n-grams with the training data.
+A test row whose text (or a long piece of it) also sits in the training data measures memory, not skill. The
+standard check (GPT-3's and Llama 2's contamination studies; n = 8 to 13 words) breaks every text into word
+n-grams after normalising case and punctuation, and flags an evaluation row when a large share of its n-grams
+occur anywhere in the training texts.
 """
 
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Iterable
 
 from sft_course.world import ATTRIBUTE_VALUES, ATTRIBUTES, QUESTION_TEMPLATES, make_world, random_date
 
@@ -132,4 +140,53 @@ def noisy_label_detection(rows: list[dict], losses: list[float], n_flagged: int)
         "noisy_share": mean(noisy),
         "noisy_loss": mean([v for v, n in zip(losses, noisy) if n]),
         "clean_loss": mean([v for v, n in zip(losses, noisy) if not n]),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Contamination: evaluation rows that the training data already holds
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased alphanumeric words: punctuation and spacing do not hide a copy."""
+    return WORD.findall(text.lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """The set of word n-grams of `text`; a text shorter than `n` words is one n-gram of all its words."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    w = words(text)
+    if not w:
+        return set()
+    if len(w) < n:
+        return {tuple(w)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+
+def contamination_report(train_texts: Iterable[str], eval_texts: list[str], n: int = 8, threshold: float = 0.5) -> dict:
+    """For each evaluation text, the share of its word n-grams found in any training text.
+
+    Returns `overlap` (one share per evaluation text), `flagged` (indices of texts whose share is at least
+    `threshold`), `contaminated_rate` (their share of the evaluation set) and the settings. An evaluation text
+    with no words has overlap 0.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    seen: set[tuple[str, ...]] = set()
+    for text in train_texts:
+        seen |= ngrams(text, n)
+    overlap = []
+    for text in eval_texts:
+        grams = ngrams(text, n)
+        overlap.append(len(grams & seen) / len(grams) if grams else 0.0)
+    flagged = [i for i, share in enumerate(overlap) if share >= threshold]
+    return {
+        "n": n,
+        "threshold": threshold,
+        "overlap": overlap,
+        "flagged": flagged,
+        "contaminated_rate": len(flagged) / len(eval_texts) if eval_texts else 0.0,
     }

@@ -29,7 +29,6 @@ from sft_course.defaults import (
     PRETRAINED_LEARNING_RATES,
 )
 from sft_course.evaluation import qa_report, sample_people
-from sft_course.formats import to_messages
 from sft_course.lora import add_lora, new_token_ids
 from sft_course.masking import tokenize_examples
 from sft_course.modeling import BUNDLED, BUNDLED_MODEL_DIR, REPO_ROOT, load_model, model_kind
@@ -255,8 +254,8 @@ def run_sft(
         model, tokenizer = load_model(model_name)
     config = config or TrainConfig()
     rows = train_rows if train_rows is not None else training_rows(answers)
-    examples, data_report = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
-    eval_examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in eval_loss_rows(answers)], max_length)
+    examples, data_report = tokenize_examples(tokenizer, rows, max_length)
+    eval_examples, _ = tokenize_examples(tokenizer, eval_loss_rows(answers), max_length)
     if method == "lora":
         model = add_lora(model, tokenizer, **(lora_options or {}))
     result = train(

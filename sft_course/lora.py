@@ -23,7 +23,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from sft_course.defaults import LORA_ALPHA, LORA_RANK
-from sft_course.formats import to_messages
+from sft_course.masking import as_messages
 from sft_course.modeling import quiet_checkpointing_deprecation
 from sft_course.tokenizer import IM_END, IM_START, known_token_id
 
@@ -90,7 +90,7 @@ def new_token_ids(tokenizer, sft_examples: Iterable, pretraining_texts: Iterable
         seen.update(tokenizer(text, add_special_tokens=False)["input_ids"])
     used: set[int] = set()
     for item in sft_examples:
-        messages = item if isinstance(item, list) else to_messages(item)
+        messages = as_messages(item)
         text = tokenizer.apply_chat_template(messages, tokenize=False)
         used.update(tokenizer(text, add_special_tokens=False)["input_ids"])
     return sorted(used - seen)

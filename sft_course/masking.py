@@ -84,6 +84,12 @@ def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[tupl
     return input_ids, spans
 
 
+def as_messages(item) -> list[dict]:
+    """A list of chat messages as it is, or a row of any accepted format through `formats.to_messages`: the one
+    way from what a caller holds to what the chat template renders (`tokenize_examples`, `lora.new_token_ids`)."""
+    return item if isinstance(item, list) else to_messages(item)
+
+
 def _tokenize_with_status(tokenizer, messages: list[dict], max_length: int | None) -> tuple[dict, bool]:
     """Tokenize one example; return `(example, truncated_prompt)` or raise if it must be dropped."""
     input_ids, spans = _split_tokens(tokenizer, messages)
@@ -129,7 +135,7 @@ def tokenize_examples(
     examples = []
     for item in rows_or_messages:
         report["input"] += 1
-        messages = item if isinstance(item, list) else to_messages(item)
+        messages = as_messages(item)
         try:
             example, truncated = _tokenize_with_status(tokenizer, messages, max_length)
         except ExampleTooLongError:

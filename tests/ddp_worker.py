@@ -9,10 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for test_training's tiny model and examples
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for the tests' tiny model and examples (helpers)
 
 from accelerate import Accelerator  # noqa: E402
-from test_training import PAD, random_examples, tiny_model  # noqa: E402
+from helpers import PAD, random_examples, tiny_model  # noqa: E402
 
 from sft_course.training import TrainConfig, train  # noqa: E402
 

@@ -1,7 +1,10 @@
-"""Small models and chat examples shared by the LoRA, accounting and end-of-turn tests."""
+"""Small models and examples shared by the tests: `tiny_model` (the one tiny Llama), chat examples, and random
+token examples for the loop's tests."""
+
+import random
 
 import torch
-from transformers import LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from sft_course.masking import tokenize_examples
 from sft_course.modeling import base_model_config
@@ -15,9 +18,43 @@ ROWS = [
 MESSAGES = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in ROWS]
 
 
-def tiny_model(tokenizer, seed: int = 0, hidden_size: int = 32, n_layers: int = 2) -> LlamaForCausalLM:
+PAD = 0  # the pad id of the tokenizer-free tiny model and of `random_examples`
+VOCAB = 48
+
+
+def tiny_model(tokenizer=None, seed: int = 0, hidden_size: int = 32, n_layers: int = 2) -> LlamaForCausalLM:
+    """A tiny Llama with random weights from `seed`, in eval mode (the loop switches it to training).
+
+    With a tokenizer: the bundled model's architecture (`modeling.base_model_config`) at a small width, its
+    vocabulary and special tokens. Without: a `VOCAB`-token vocabulary, pad id `PAD`, for `random_examples`.
+    """
+    if tokenizer is not None:
+        config = base_model_config(tokenizer, hidden_size=hidden_size, n_layers=n_layers)
+    else:
+        config = LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=n_layers,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            pad_token_id=PAD,
+            tie_word_embeddings=True,
+        )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(base_model_config(tokenizer, hidden_size=hidden_size, n_layers=n_layers)).eval()
+    return LlamaForCausalLM(config).eval()
+
+
+def random_examples(n: int, seed: int = 0) -> list[dict]:
+    """Prompt + response token lists of varied lengths; labels -100 on the prompt."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        prompt = [rng.randrange(1, VOCAB) for _ in range(rng.randint(2, 12))]
+        response = [rng.randrange(1, VOCAB) for _ in range(rng.randint(1, 10))]
+        examples.append({"input_ids": prompt + response, "labels": [-100] * len(prompt) + response})
+    return examples
 
 
 def examples(tokenizer):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from helpers import tiny_model
 from transformers import LlamaForCausalLM
 
 from sft_course.collate import (
@@ -213,8 +214,7 @@ def test_packed_batch_gives_the_same_per_token_losses(tokenizer, attention, expl
 
 def test_without_the_block_mask_packed_examples_would_see_each_other(tokenizer):
     """The control: the same packed row with plain positions (one long sequence) changes the losses."""
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(base_model_config(tokenizer, hidden_size=32, n_layers=2)).eval()
+    model = tiny_model(tokenizer)
     rows = pack_examples(chat_examples(tokenizer, n_people=1), max_length=64)
     batch = collate_packed(rows, tokenizer.pad_token_id)
     with torch.no_grad():
@@ -250,7 +250,7 @@ def test_masks_match_trl_sft_trainer(tokenizer, tmp_path):
         for q, r in pairs
     ]
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    model = LlamaForCausalLM(base_model_config(tokenizer, hidden_size=32, n_layers=2))
+    model = tiny_model(tokenizer).train()
 
     for assistant_only in (False, True):
         args = SFTConfig(

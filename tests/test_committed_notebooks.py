@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-import sft_course.plots
+import sft_course.display
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
-# Calls that draw: pyplot itself, and every public function of sft_course.plots (whatever they are named).
+# Calls that draw: pyplot itself, and every `plot_*` function of sft_course.display (its tables only print).
 PLOT_HELPERS = sorted(
     name
-    for name, fn in inspect.getmembers(sft_course.plots, inspect.isfunction)
-    if not name.startswith("_") and fn.__module__ == sft_course.plots.__name__
+    for name, fn in inspect.getmembers(sft_course.display, inspect.isfunction)
+    if name.startswith("plot_") and fn.__module__ == sft_course.display.__name__
 )
 DRAWS = re.compile(
     r"\bplt\.(show|subplots?|figure|plot|bar|barh|hist|imshow|scatter)\(|\.plot\(|"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import PAD, random_examples, tiny_model
+from helpers import PAD, random_examples, tiny_model
 
 from sft_course.training import TrainConfig, train
 

@@ -72,3 +72,14 @@ def test_readme_layout_lists_every_module_with_its_job():
     layout = readme.split("## Layout", 1)[1]
     for module in MODULES:
         assert re.search(rf"^\s*- `{module}`: \S", layout, re.MULTILINE), f"README's layout does not list `{module}`"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_tokenize_examples_is_given_rows_or_messages_as_they_are(module):
+    """One way in: `tokenize_examples` turns rows into messages itself (`masking.as_messages`), so no caller
+    converts them first with `to_messages`."""
+    for node in ast.walk(tree(module)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tokenize_examples":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "to_messages":
+                    pytest.fail(f"{module}.py line {node.lineno}: pass the rows to tokenize_examples as they are")

@@ -1,10 +1,8 @@
 """The SFT loop: loss definition, gradient accumulation, schedule, determinism, checkpoint resume."""
 
-import random
-
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from helpers import PAD, VOCAB, random_examples, tiny_model
 
 from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.collate import pad_batch
@@ -16,37 +14,6 @@ from sft_course.loss import (
     sft_loss,
 )
 from sft_course.training import TrainConfig, cosine_lr, train
-
-PAD = 0
-VOCAB = 48
-
-
-def tiny_model(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=PAD,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config)
-
-
-def random_examples(n: int, seed: int = 0) -> list[dict]:
-    """Prompt + response token lists of varied lengths; labels -100 on the prompt."""
-    rng = random.Random(seed)
-    examples = []
-    for _ in range(n):
-        prompt = [rng.randrange(1, VOCAB) for _ in range(rng.randint(2, 12))]
-        response = [rng.randrange(1, VOCAB) for _ in range(rng.randint(1, 10))]
-        examples.append({"input_ids": prompt + response, "labels": [-100] * len(prompt) + response})
-    return examples
-
 
 def test_sft_loss_equals_the_transformers_loss_on_one_batch():
     model = tiny_model()
@@ -470,22 +437,9 @@ def test_a_step_without_target_tokens_is_refused_not_divided_by_zero():
 
 
 def test_lr_multipliers_give_matching_parameters_their_own_rate():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from sft_course.training import TrainConfig, param_groups, train
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=40,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            tie_word_embeddings=True,
-        )
-    )
+    model = tiny_model(hidden_size=16, n_layers=1)
     groups = param_groups(model, {"embed_tokens": 0.0})
     factors = sorted(g["lr_multiplier"] for g in groups)
     assert factors == [0.0, 1.0]

@@ -1,4 +1,4 @@
-"""The notebooks' shared figures draw what they are given."""
+"""The display helpers: text tables align their columns, and the shared figures draw what they are given."""
 
 import matplotlib
 
@@ -6,7 +6,28 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sft_course.plots import plot_accuracy_bars, plot_loss_curves, plot_token_probabilities  # noqa: E402
+from sft_course.display import (  # noqa: E402
+    format_table,
+    plot_accuracy_bars,
+    plot_loss_curves,
+    plot_token_probabilities,
+    print_table,
+)
+
+
+def test_columns_align_and_missing_keys_show_a_dash(capsys):
+    columns = {"base": {"acc": 0.05}, "SFT": {"acc": 0.912345, "steps": 150}}
+    rows = ["EXACT MATCH", ("accuracy", "acc", ".3f"), ("optimizer steps", "steps", ",d")]
+    lines = format_table(columns, rows, cell_width=8).splitlines()
+    assert lines == [
+        " " * 17 + "    base" + "     SFT",
+        "EXACT MATCH",
+        "accuracy         " + "   0.050" + "   0.912",
+        "optimizer steps  " + "       -" + "     150",
+    ]
+    print_table(columns, rows, cell_width=8)
+    assert capsys.readouterr().out.splitlines() == lines
+
 
 
 def test_accuracy_bars_have_one_bar_per_label_and_write_the_values():
