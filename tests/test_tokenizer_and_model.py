@@ -125,7 +125,13 @@ def nothing_loads(monkeypatch):
 
 
 def test_the_bundled_model_folder_passes():
-    check_model_folder(BUNDLED_MODEL_DIR)
+    """It holds what the check asks of a model folder, so the check passes, and the name means the bundled model."""
+    names = {p.name for p in BUNDLED_MODEL_DIR.iterdir()}
+    assert modeling.CONFIG_FILE in names and names & set(modeling.TOKENIZER_FILES)
+    assert any(BUNDLED_MODEL_DIR.glob("*.safetensors"))
+    assert check_model_folder(BUNDLED_MODEL_DIR) is None
+    assert check_model_folder(str(BUNDLED_MODEL_DIR)) is None
+    assert modeling.model_kind(BUNDLED_MODEL_DIR) == modeling.model_kind(None) == modeling.BUNDLED
 
 
 @pytest.mark.parametrize(
