@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import tiny_model
 from transformers import LlamaForCausalLM
 
 from sft_course.collate import (

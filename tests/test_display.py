@@ -29,7 +29,6 @@ def test_columns_align_and_missing_keys_show_a_dash(capsys):
     assert capsys.readouterr().out.splitlines() == lines
 
 
-
 def test_accuracy_bars_have_one_bar_per_label_and_write_the_values():
     ax = plot_accuracy_bars(["base", "SFT"], [0.05, 0.91], title="t", colors=["tab:gray", "tab:green"])
     assert [round(b.get_height(), 2) for b in ax.patches] == [0.05, 0.91]

@@ -45,7 +45,9 @@ def smollm2_installed() -> bool:
 )
 def test_the_notebook_runs_with_smollm2(name, parameters, tmp_path):
     notebook = with_parameters(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4), **parameters)
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     try:
         client.execute()
     finally:

@@ -79,7 +79,10 @@ def test_tokenize_examples_is_given_rows_or_messages_as_they_are(module):
     """One way in: `tokenize_examples` turns rows into messages itself (`masking.as_messages`), so no caller
     converts them first with `to_messages`."""
     for node in ast.walk(tree(module)):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tokenize_examples":
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tokenize_examples"
+        ):
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "to_messages":
                     pytest.fail(f"{module}.py line {node.lineno}: pass the rows to tokenize_examples as they are")

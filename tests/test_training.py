@@ -15,6 +15,7 @@ from sft_course.loss import (
 )
 from sft_course.training import TrainConfig, cosine_lr, train
 
+
 def test_sft_loss_equals_the_transformers_loss_on_one_batch():
     model = tiny_model()
     batch = pad_batch(random_examples(6), PAD)
