@@ -2,6 +2,7 @@
 
 import ast
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,18 @@ def test_tokenize_examples_is_given_rows_or_messages_as_they_are(module):
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "to_messages":
                     pytest.fail(f"{module}.py line {node.lineno}: pass the rows to tokenize_examples as they are")
+
+
+def test_a_deprecation_from_the_package_fails_and_none_is_hidden_wholesale():
+    """pyproject.toml's filters: a DeprecationWarning attributed to sft_course is an error in the tests, and every
+    warning that is ignored is named by its message and the module it comes from (never a whole category)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    filters = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    for line in filters["filterwarnings"]:
+        action, message, category, module = (line.split(":") + ["", "", "", ""])[:4]
+        if action == "ignore":
+            assert message and module, f"filterwarnings {line!r}: ignore one message from one module, not all"
+    with pytest.raises(DeprecationWarning, match="an old API"):
+        warnings.warn_explicit("an old API", DeprecationWarning, "modeling.py", 1, module="sft_course.modeling")
+    with pytest.warns(DeprecationWarning):  # another library's deprecation is reported, not an error
+        warnings.warn_explicit("an old API", DeprecationWarning, "x.py", 1, module="somelib.x")
