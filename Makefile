@@ -47,10 +47,7 @@ lock:
 
 # constraints.txt from what .venv holds now (the second half of `make lock`).
 freeze-lock:
-	{ echo "# The versions \`make test\` passed with: \`make lock\` writes this file (Python $$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'), $$(uname -sm))."; \
-	  echo "# \`make install\` holds every install to it; pyproject.toml keeps open ranges. Newer versions: README."; \
-	  $(BIN)/python -m pip list --format=freeze --exclude-editable --disable-pip-version-check \
-	    | grep -v -E '^(pip|sft-course)==' | sed -E 's/^([^=]+==[^+]+)\+.*/\1/'; } > constraints.txt.new
+	$(BIN)/python tools/freeze_lock.py > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 # Every wheel the course installs, for an offline room (tools/wheelhouse.py): `make wheelhouse` for this machine,

@@ -74,7 +74,7 @@ def test_the_lock_pins_every_direct_requirement_without_local_labels():
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
+            name, _, version = line.split(";")[0].strip().partition("==")
             assert version and "+" not in version, f"constraints.txt: {line!r} is not name==version"
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     assert pins["torch"] == make_variable("TORCH_PIN").split("==")[1]

@@ -36,6 +36,18 @@ def test_every_download_is_wheels_only_for_the_chosen_platform_and_python(tmp_pa
         assert ("--extra-index-url" in commands[0]) == platform_name.startswith("linux")
 
 
+def test_pip_runs_with_the_targets_environment_markers():
+    """pip alone would judge `platform_system == "Linux"` and `python_version < "3.11"` by the host."""
+    code = ("import sys; sys.argv = ['w']; import wheelhouse; from pip._vendor.packaging import markers; "
+            "host = markers.default_environment; "
+            "markers.default_environment = lambda: {**host(), **wheelhouse.target_markers('macos-arm64', '3.10')}; "
+            "print(markers.Marker('platform_system == \"Linux\"').evaluate(), "
+            "markers.Marker('python_version < \"3.11\"').evaluate())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tools", capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    assert wheelhouse.target_markers("windows-amd64", "3.13")["sys_platform"] == "win32"
+
+
 def test_an_unknown_platform_is_named(tmp_path):
     with pytest.raises(SystemExit, match="unknown platform 'amiga'"):
         wheelhouse.download_commands("amiga", "3.12", tmp_path, "torch==2.13.0", "x==1", None, "")

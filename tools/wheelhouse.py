@@ -37,6 +37,18 @@ PLATFORMS = {
     "macos-arm64": ["macosx_14_0_arm64"],  # pip expands it to 11.0-14.0 and universal2
     "windows-amd64": ["win_amd64"],
 }
+# pip's --platform and --python-version choose the wheel files, but pip evaluates the environment markers of the
+# requirements (`cuda-bindings; platform_system == "Linux"`, `tomli; python_version < "3.11"`) against the machine
+# it runs on. So each download runs pip with the target's marker values (`python wheelhouse.py pip PLATFORM PYTHON
+# download ...`): no Linux-only CUDA wheels asked for macOS, the backports that Python 3.10 needs included.
+MARKERS = {
+    "linux-x86_64": {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                     "os_name": "posix"},
+    "macos-arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64",
+                    "os_name": "posix"},
+    "windows-amd64": {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64",
+                      "os_name": "nt"},
+}
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 
@@ -73,7 +85,8 @@ def download_commands(platform_name: str, python: str, out: Path, torch_pin: str
     target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     for tag in PLATFORMS[platform_name]:
         target += ["--platform", tag]
-    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(out), "--find-links", str(out)]
+    pip = [sys.executable, str(Path(__file__).resolve()), "pip", platform_name, python, "download", "--quiet",
+           "--dest", str(out), "--find-links", str(out)]
     lock = ["--constraint", str(constraints)] if constraints else []
     torch = torch_requirement(torch_pin, platform_name)
     commands = []
@@ -85,11 +98,32 @@ def download_commands(platform_name: str, python: str, out: Path, torch_pin: str
     return commands
 
 
+def target_markers(platform_name: str, python: str) -> dict:
+    """The environment-marker values of a target platform and Python version."""
+    return {**MARKERS[platform_name], "python_version": python, "python_full_version": f"{python}.0",
+            "implementation_name": "cpython", "platform_python_implementation": "CPython",
+            "implementation_version": f"{python}.0"}
+
+
+def run_pip_as(platform_name: str, python: str, pip_args: list[str]) -> int:
+    """Run pip in this process with the environment markers of the target (see MARKERS)."""
+    from pip._internal.cli.main import main as pip_main
+    from pip._vendor.packaging import markers
+
+    host = markers.default_environment
+    target = target_markers(platform_name, python)
+    markers.default_environment = lambda: {**host(), **target}
+    return pip_main(pip_args)
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.whl"))
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pip"]:
+        return run_pip_as(argv[1], argv[2], argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "wheelhouse")
     parser.add_argument("--platforms", help=f"comma-separated, from {', '.join(PLATFORMS)} (default: this machine's)")
