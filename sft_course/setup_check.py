@@ -54,8 +54,12 @@ def check_python(version: tuple[int, ...] | None = None) -> Check:
     version = tuple(version or sys.version_info[:3])
     shown = ".".join(str(v) for v in version)
     ok = version[:2] >= MIN_PYTHON
-    return Check("python", ok, f"Python {shown}",
-                 "" if ok else f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer (3.10-3.13 are tested)")
+    return Check(
+        "python",
+        ok,
+        f"Python {shown}",
+        "" if ok else f"install Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer (3.10-3.13 are tested)",
+    )
 
 
 def total_memory_bytes() -> int | None:
@@ -68,10 +72,17 @@ def total_memory_bytes() -> int | None:
         import ctypes
 
         class _Status(ctypes.Structure):
-            _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong), ("total", ctypes.c_ulonglong),
-                        ("avail", ctypes.c_ulonglong), ("total_page", ctypes.c_ulonglong),
-                        ("avail_page", ctypes.c_ulonglong), ("total_virtual", ctypes.c_ulonglong),
-                        ("avail_virtual", ctypes.c_ulonglong), ("avail_extended", ctypes.c_ulonglong)]
+            _fields_ = [
+                ("length", ctypes.c_ulong),
+                ("load", ctypes.c_ulong),
+                ("total", ctypes.c_ulonglong),
+                ("avail", ctypes.c_ulonglong),
+                ("total_page", ctypes.c_ulonglong),
+                ("avail_page", ctypes.c_ulonglong),
+                ("total_virtual", ctypes.c_ulonglong),
+                ("avail_virtual", ctypes.c_ulonglong),
+                ("avail_extended", ctypes.c_ulonglong),
+            ]
 
         status = _Status()
         status.length = ctypes.sizeof(_Status)
@@ -86,8 +97,12 @@ def check_memory(total_bytes: int | None = -1) -> Check:
         return Check("memory", True, "unknown (could not be read here)")
     gb = total / 2**30
     if gb < MIN_MEMORY_GB:
-        return Check("memory", False, f"{gb:.1f} GiB",
-                     f"the course needs {MIN_MEMORY_GB:.0f} GiB of memory: use a bigger machine or a cloud workspace")
+        return Check(
+            "memory",
+            False,
+            f"{gb:.1f} GiB",
+            f"the course needs {MIN_MEMORY_GB:.0f} GiB of memory: use a bigger machine or a cloud workspace",
+        )
     note = f" (under {LOW_MEMORY_GB:.0f} GiB: close other programs before notebook 07)" if gb < LOW_MEMORY_GB else ""
     return Check("memory", True, f"{gb:.1f} GiB{note}")
 
@@ -96,8 +111,12 @@ def check_disk(folder: str | os.PathLike = REPO_ROOT, free_bytes: int | None = N
     free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
     gb = free / 1e9
     ok = gb >= MIN_DISK_GB
-    return Check("disk", ok, f"{gb:.1f} GB free in {folder}",
-                 "" if ok else f"free at least {MIN_DISK_GB:.0f} GB of disk space in {folder}")
+    return Check(
+        "disk",
+        ok,
+        f"{gb:.1f} GB free in {folder}",
+        "" if ok else f"free at least {MIN_DISK_GB:.0f} GB of disk space in {folder}",
+    )
 
 
 def course_requirements(extras: Iterable[str] = ("dev",)) -> list[str] | None:
@@ -138,20 +157,26 @@ def check_packages(requirements: list[str] | None) -> list[Check]:
         try:
             installed = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check(f"package {name}", False, "not installed",
-                                f"package {name} is missing: {INSTALL_FIX}"))
+            checks.append(Check(f"package {name}", False, "not installed", f"package {name} is missing: {INSTALL_FIX}"))
             continue
         minimum = re.search(r">=\s*([0-9][^,\s]*)", specifier or "")
         if minimum and _version_tuple(installed) < _version_tuple(minimum.group(1)):
-            checks.append(Check(f"package {name}", False, f"{installed}, needs {specifier}",
-                                f"package {name} {installed} is too old (needs {specifier}): {INSTALL_FIX}"))
+            checks.append(
+                Check(
+                    f"package {name}",
+                    False,
+                    f"{installed}, needs {specifier}",
+                    f"package {name} {installed} is too old (needs {specifier}): {INSTALL_FIX}",
+                )
+            )
         else:
             checks.append(Check(f"package {name}", True, installed))
     return checks
 
 
-def lock_differences(constraints: str | os.PathLike = CONSTRAINTS_FILE,
-                     names: Iterable[str] | None = None) -> list[str]:
+def lock_differences(
+    constraints: str | os.PathLike = CONSTRAINTS_FILE, names: Iterable[str] | None = None
+) -> list[str]:
     """Installed versions that differ from constraints.txt (a note, not a failure): `name installed (lock X)`."""
     path = Path(constraints)
     if not path.is_file():
@@ -207,8 +232,11 @@ def record_notebook_times(seconds: dict[str, float], path: str | os.PathLike = T
     data = read_times(path)
     for name, value in seconds.items():
         data["notebooks"][Path(name).stem] = round(float(value), 1)
-    data["notebooks_measured"] = {"when": time.strftime("%Y-%m-%d"), "machine": _machine(),
-                                  "how": "nbval's per-notebook wall time (make test-notebooks)"}
+    data["notebooks_measured"] = {
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": _machine(),
+        "how": "nbval's per-notebook wall time (make test-notebooks)",
+    }
     _write(path, data)
     return path
 
@@ -217,8 +245,11 @@ def record_probe(probe: dict, path: str | os.PathLike = TIMES_FILE) -> Path:
     """Store the short run's timing as the reference that check-setup compares a machine with."""
     path = Path(path)
     data = read_times(path)
-    data["probe"] = {**{k: round(v, 2) if isinstance(v, float) else v for k, v in probe.items()},
-                     "when": time.strftime("%Y-%m-%d"), "machine": _machine()}
+    data["probe"] = {
+        **{k: round(v, 2) if isinstance(v, float) else v for k, v in probe.items()},
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": _machine(),
+    }
     _write(path, data)
     return path
 
@@ -232,6 +263,7 @@ class Estimate:
 
 def speed_factor(here: dict, reference: dict) -> float:
     """How many times longer the short run (training plus generation) takes here than on the CI machine."""
+
     def total(probe):
         return float(probe["train_seconds"]) + float(probe["generate_seconds"])
 
@@ -255,9 +287,14 @@ def _line(check: Check) -> str:
     return f"  {status} {check.name:<24} {check.detail}"
 
 
-def run(model: str | None = None, timing: bool = True, load_probe: Callable | None = None,
-        requirements: list[str] | None | object = INSTALLED, times_file: str | os.PathLike = TIMES_FILE,
-        out=None) -> int:
+def run(
+    model: str | None = None,
+    timing: bool = True,
+    load_probe: Callable | None = None,
+    requirements: list[str] | None | object = INSTALLED,
+    times_file: str | os.PathLike = TIMES_FILE,
+    out=None,
+) -> int:
     """Print the report; return 0 when the machine is ready, 1 (after the `fix:` lines) when it is not.
 
     `load_probe` returns the `setup_probe` module (imported only once the packages are known to be there).
@@ -273,9 +310,11 @@ def run(model: str | None = None, timing: bool = True, load_probe: Callable | No
     if packages_ok:
         differences = lock_differences(names=[c.name.split(" ", 1)[1] for c in checks if c.name.startswith("package ")])
         if differences:
-            print(f"  note {'versions':<24} differ from constraints.txt: {', '.join(differences)} "
-                  "(the tests passed with the lock's; `make install` or pip's -c constraints.txt holds to it)",
-                  file=out)
+            print(
+                f"  note {'versions':<24} differ from constraints.txt: {', '.join(differences)} "
+                "(the tests passed with the lock's; `make install` or pip's -c constraints.txt holds to it)",
+                file=out,
+            )
     probe_result = None
     if packages_ok and load_probe is not None:
         probe = load_probe()
@@ -285,17 +324,21 @@ def run(model: str | None = None, timing: bool = True, load_probe: Callable | No
         checks += late
         if timing and late[0].ok:
             probe_result = probe.measure(model)
-            print(f"  ok   {'short run':<24} training {probe_result['train_seconds']:.1f} s "
-                  f"({probe_result['steps']} steps of {probe_result['batch_size']}), generation "
-                  f"{probe_result['generate_seconds']:.1f} s ({probe_result['prompts']} answers)", file=out)
+            print(
+                f"  ok   {'short run':<24} training {probe_result['train_seconds']:.1f} s "
+                f"({probe_result['steps']} steps of {probe_result['batch_size']}), generation "
+                f"{probe_result['generate_seconds']:.1f} s ({probe_result['prompts']} answers)",
+                file=out,
+            )
     if probe_result is not None:
         _print_estimates(probe_result, read_times(times_file), out)
     problems = [c for c in checks if not c.ok]
     for check in problems:
         print(f"fix{' (optional)' if check.optional else ''}: {check.fix}", file=out)
     failed = [c for c in problems if not c.optional]
-    print("ready for the course" if not failed else f"not ready: {len(failed)} problem(s), see the fix: lines",
-          file=out)
+    print(
+        "ready for the course" if not failed else f"not ready: {len(failed)} problem(s), see the fix: lines", file=out
+    )
     return 1 if failed else 0
 
 
@@ -305,9 +348,12 @@ def _print_estimates(here: dict, times: dict, out) -> None:
         print("  (no CI times in benchmarks/notebook_times.json: no per-notebook estimate)", file=out)
         return
     factor = speed_factor(here, reference)
-    print(f"\nThe same short run on the CI machine ({reference.get('machine', 'unknown')}, {reference.get('when', '?')}): "
-          f"training {reference['train_seconds']:.1f} s, generation {reference['generate_seconds']:.1f} s. "
-          f"This machine takes {factor:.2f}x that time.", file=out)
+    print(
+        f"\nThe same short run on the CI machine ({reference.get('machine', 'unknown')}, {reference.get('when', '?')}): "
+        f"training {reference['train_seconds']:.1f} s, generation {reference['generate_seconds']:.1f} s. "
+        f"This machine takes {factor:.2f}x that time.",
+        file=out,
+    )
     rows = estimates(notebooks, factor)
     print(f"{'notebook':<22} {'CI (nbval)':>10} {'expected here':>14}", file=out)
     for row in rows:
@@ -315,5 +361,8 @@ def _print_estimates(here: dict, times: dict, out) -> None:
     total_ci, total_here = sum(r.ci_seconds for r in rows), sum(r.expected_seconds for r in rows)
     print(f"{'all notebooks':<22} {_minutes(total_ci):>10} {_minutes(total_here):>14}", file=out)
     if factor > 2:
-        print(f"This machine is {factor:.1f}x slower than the CI machine: lower the parameter cells' sizes "
-              "(docs/instructor.md, 'Slow laptops').", file=out)
+        print(
+            f"This machine is {factor:.1f}x slower than the CI machine: lower the parameter cells' sizes "
+            "(docs/instructor.md, 'Slow laptops').",
+            file=out,
+        )

