@@ -183,7 +183,7 @@ def lock_differences(
         return []
     pins = {}
     for line in path.read_text(encoding="utf-8").splitlines():
-        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        name, sep, version = line.split("#", 1)[0].split(";", 1)[0].strip().partition("==")
         if sep:
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
     found = []
