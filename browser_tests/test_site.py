@@ -10,7 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-PAGES = ["index.html", "search.html", "genindex.html"] + [f"notebooks/{n}.html" for n in NOTEBOOKS]
+PAGES = ["index.html", "search.html", "genindex.html", "docs/instructor.html"] + [
+    f"notebooks/{n}.html" for n in NOTEBOOKS
+]
 
 
 def figure_count(name: str) -> int:

@@ -5,7 +5,11 @@ cells, stderr (warnings, tqdm bars) and widget displays vary from run to run and
 are left out of the comparison; stdout and rich outputs are still compared exactly.
 """
 
+import os
+
 from nbval.plugin import IPyNbCell
+
+from sft_course.setup_check import TIMES_ENV, record_notebook_times
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _compare_outputs = IPyNbCell.compare_outputs
@@ -30,10 +34,15 @@ IPyNbCell.compare_outputs = _compare_without_noise
 _notebook_seconds: dict[str, float] = {}
 
 
+_failed: set[str] = set()
+
+
 def pytest_runtest_logreport(report):
     path = report.location[0] if report.location else ""
     if path.endswith(".ipynb"):
         _notebook_seconds[path] = _notebook_seconds.get(path, 0.0) + report.duration
+        if report.failed:
+            _failed.add(path)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -45,3 +54,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{path}: {seconds:.1f} s ({int(minutes)}:{rest:04.1f})")
     total = sum(_notebook_seconds.values())
     terminalreporter.write_line(f"all notebooks: {total:.1f} s ({int(total // 60)}:{total % 60:04.1f})")
+    # `make test` sets SFT_COURSE_TIMES_FILE: the notebooks that passed refresh benchmarks/notebook_times.json,
+    # which `sft-course check-setup` scales to a learner's machine.
+    if os.environ.get(TIMES_ENV):
+        passed = {path: s for path, s in _notebook_seconds.items() if path not in _failed}
+        if passed:
+            written = record_notebook_times(passed, os.environ[TIMES_ENV])
+            terminalreporter.write_line(f"notebook times of {len(passed)} notebook(s) written to {written}")

@@ -260,6 +260,17 @@ def _sft(args) -> int:
     return 0
 
 
+def _check_setup(args) -> int:
+    from sft_course import setup_check  # the standard library only: it names a missing package instead of failing
+
+    def probe():
+        from sft_course import setup_probe
+
+        return setup_probe
+
+    return setup_check.run(model=args.model, timing=not args.no_timing, load_probe=probe)
+
+
 def _chat(args) -> int:
     from sft_course.chat import chat_loop
     from sft_course.modeling import load_model
@@ -526,6 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, help="a system prompt opening the conversation")
     p.add_argument("--max-new-tokens", type=positive_int, default=128)
     p.set_defaults(func=_chat, parser=p)
+
+    p = sub.add_parser(
+        "check-setup",
+        help="is this machine ready? packages, model, a timed short run, each notebook's expected time here; "
+        "exit 1 with fix: lines if not",
+    )
+    p.add_argument("--model", default=None, help="model folder to check (default: the bundled model)")
+    p.add_argument("--no-timing", action="store_true", help="skip the timed short run and the estimates")
+    p.set_defaults(func=_check_setup, parser=p)
     for p in (parser, *sub.choices.values()):
         # argparse before Python 3.13 takes "-3e-3" for an option ("expected one argument"); read it as a number,
         # so that the range check answers "must be greater than 0" (3.13's own pattern)

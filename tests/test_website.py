@@ -90,3 +90,16 @@ def test_a_collapsed_solution_cell_stays_collapsed_on_the_site():
     nb, _ = site.static_outputs(nb)
     assert nb["cells"][0]["metadata"]["tags"] == ["hide-input"]
     assert nb["cells"][1]["metadata"]["tags"] == []
+
+
+def test_other_pages_get_their_own_toctree_after_the_notebooks():
+    page = site.home_page("# Course\n", ["01_base_model"], ["docs/instructor"])
+    notebooks, teaching = page.index(":caption: Notebooks"), page.index(":caption: Teaching")
+    assert notebooks < teaching and page.index("docs/instructor") > teaching
+    assert ":caption: Teaching" not in site.home_page("# Course\n", ["01_base_model"])
+
+
+def test_the_instructor_notes_are_a_page_of_the_site():
+    root = Path(__file__).parent.parent
+    assert (root / "docs" / "instructor.md").is_file()
+    assert "docs/instructor" in [f"docs/{p.stem}" for p in (root / "docs").glob("*.md")]

@@ -116,8 +116,11 @@ def static_outputs(nb: dict) -> tuple[dict, dict]:
     return nb, counts
 
 
-def home_page(readme: str, notebooks: list[str]) -> str:
-    """The home page: the README with each notebook in its table linked to the notebook's page, then the toctree."""
+def home_page(readme: str, notebooks: list[str], pages: list[str] = ()) -> str:
+    """The home page: the README with each notebook in its table linked to the notebook's page, then the toctrees.
+
+    `pages` are other documents of the site (e.g. `docs/instructor`), listed under "Teaching" in the navigation.
+    """
     lines = []
     for line in readme.splitlines():
         m = NOTEBOOK_ROW.match(line)
@@ -125,7 +128,10 @@ def home_page(readme: str, notebooks: list[str]) -> str:
             line = f"| [{m.group(1)}](notebooks/{m.group(1)}.ipynb) |" + line[m.end() :]
         lines.append(line)
     toctree = ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{n}" for n in notebooks]
-    return "\n".join(lines + toctree + ["```", ""])
+    lines += toctree + ["```", ""]
+    if pages:
+        lines += ["```{toctree}", ":hidden:", ":caption: Teaching", ""] + list(pages) + ["```", ""]
+    return "\n".join(lines)
 
 
 def build(out: Path, src: Path) -> dict:
@@ -151,7 +157,9 @@ def build(out: Path, src: Path) -> dict:
     missing = [n for n in notebooks if not re.search(rf"^\|\s*`?{n}", readme, re.M)]
     if missing:
         print(f"note: README.md's notebook table has no row for {', '.join(missing)} (still in the navigation)")
-    (src / "index.md").write_text(home_page(readme, notebooks), encoding="utf-8")
+    # docs/*.md (the instructor notes) become pages of the site; docs/ also holds the README's images
+    pages = sorted(f"docs/{p.stem}" for p in (ROOT / "docs").glob("*.md"))
+    (src / "index.md").write_text(home_page(readme, notebooks, pages), encoding="utf-8")
     if (ROOT / "docs").is_dir():  # images the README shows (docs/quiz.png)
         shutil.copytree(ROOT / "docs", src / "docs")
     start = time.perf_counter()
