@@ -11,7 +11,8 @@ cell, every number written with a decimal point or a percent sign ("0.92", "+60.
 - unless the sentence cites a source outside the notebook, which is exactly one of:
   a paper (`arXiv`, `et al.`, a link `http://` / `https://`, or a parenthesis that ends in a year, as in
   "(Allen-Zhu & Li, 2023)"), or another notebook by name
-  (`notebook 03`, `notebooks 03`, or a file stem such as `03_sft_loop`, of a number other than its own).
+  (`notebook 03`, `notebooks 03`, Korean `노트북 03`, or a file stem such as `03_sft_loop`, of a number other
+  than its own).
 
 Code is not prose: numbers inside `inline code` and fenced code blocks are not checked. Sentences are split at
 ". ", "! ", "? " before a capital letter (so "et al. 2023" and "e.g. this" stay whole), at line breaks that start a list item, a table row or a heading, and at blank lines.
@@ -34,7 +35,7 @@ NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?\s?%|\d+\.\d+)(?!\d|\.\d)")
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[*_\"])|\n\s*\n|\n(?=\s*(?:[-*+]\s|\d+\.\s|\||#))")
 PAPER = re.compile(r"arXiv|\bet al\.|https?://|\([^()]*\b(?:19|20)\d\d\)", re.IGNORECASE)
-NOTEBOOK_REF = re.compile(r"\bnotebooks?\s+(\d\d)\b|\b(\d\d)_[a-z]\w*", re.IGNORECASE)
+NOTEBOOK_REF = re.compile(r"(?:\bnotebooks?|노트북)\s*(\d\d)(?!\d)|\b(\d\d)_[a-z]\w*", re.IGNORECASE)
 
 
 def _text(value) -> str:
@@ -136,6 +137,7 @@ def test_the_failure_names_the_cell_and_the_number():
     "In Physics of Language Models (Allen-Zhu & Li, 2023) they reached 96%.",
     "Notebook 03 reached 0.92 with the same loop.",
     "The loop in 03_sft_loop reached 0.92.",
+    "노트북 04에서 LoRA는 0.98에 도달했습니다.",
 ])
 def test_a_sentence_citing_a_source_outside_the_notebook_is_exempt(sentence):
     assert unprinted_numbers(_nb(f"Our run printed nothing. {sentence} We go on.")) == []
