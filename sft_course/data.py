@@ -91,7 +91,10 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
         if key in first_line_of:
             raise DataValidationError(
                 f"duplicate example: line {number} repeats the prompt and response of line {first_line_of[key]}",
-                path, number, _response_field(fmt))
+                path,
+                number,
+                _response_field(fmt),
+            )
         first_line_of[key] = number
         yield number, fmt, row, messages
 
@@ -151,8 +154,9 @@ def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLi
     try:
         return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
     except ValueError as error:
-        raise ValueError(f"load_sft_dataset: the files' columns have incompatible types ({error}); "
-                         "load them separately") from None
+        raise ValueError(
+            f"load_sft_dataset: the files' columns have incompatible types ({error}); load them separately"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,8 +166,11 @@ def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLi
 FILTER_REASONS = ("invalid", "empty", "duplicate", "too_long")
 
 
-def filter_examples(rows: Iterable[dict], tokenizer=None, max_length: int | None = None,
-                    ) -> tuple[list[dict], dict[str, int]]:
+def filter_examples(
+    rows: Iterable[dict],
+    tokenizer=None,
+    max_length: int | None = None,
+) -> tuple[list[dict], dict[str, int]]:
     """Keep the usable rows; return `(kept, report)` with how many were removed for each reason.
 
     Reasons, checked in this order: `invalid` (not a row of an accepted format: missing or non-string field,
@@ -258,8 +265,9 @@ def make_sft_data(out_dir: str | os.PathLike = "data/sft", world: World | None =
     train_people, held_out_people = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
 
     train_questions = _shuffled(
-        [(p, a, i) for p in train_people for a in ATTRIBUTES
-         for i in range(len(QUESTION_TEMPLATES[a]["trained"]))], DATA_SHUFFLE_SEED)
+        [(p, a, i) for p in train_people for a in ATTRIBUTES for i in range(len(QUESTION_TEMPLATES[a]["trained"]))],
+        DATA_SHUFFLE_SEED,
+    )
 
     def eval_rows(people: list[Person]) -> list[dict]:
         rows = []

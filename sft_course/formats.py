@@ -24,8 +24,9 @@ ROLES = ("system", "user", "assistant")
 class DataValidationError(DataError):
     """A bad example: `path` and 1-based `line` say where (None for a row not read from a file), `field` what."""
 
-    def __init__(self, problem: str, path: str | os.PathLike | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self, problem: str, path: str | os.PathLike | None = None, line: int | None = None, field: str | None = None
+    ):
         self.problem = problem
         self.path = None if path is None else str(path)
         self.line = line
@@ -91,8 +92,11 @@ def row_format(row) -> str:
         return PROMPT_COMPLETION
     if "instruction" in row or "response" in row:
         return SEED
-    raise RowProblem(None, "unknown format: expected fields instruction/response, prompt/completion or messages, "
-                            f"got {', '.join(sorted(row)) or 'none'}")
+    raise RowProblem(
+        None,
+        "unknown format: expected fields instruction/response, prompt/completion or messages, "
+        f"got {', '.join(sorted(row)) or 'none'}",
+    )
 
 
 def row_messages(row) -> tuple[str, list[dict]]:
@@ -119,8 +123,10 @@ def row_messages(row) -> tuple[str, list[dict]]:
     if not any(m["role"] == "assistant" for m in messages):
         raise RowProblem("messages", "no assistant turn: nothing to train on")
     if messages[-1]["role"] != "assistant":
-        raise RowProblem(f"messages[{len(messages) - 1}].role",
-                          "the last message must be the assistant's (it is the response trained on)")
+        raise RowProblem(
+            f"messages[{len(messages) - 1}].role",
+            "the last message must be the assistant's (it is the response trained on)",
+        )
     if not any(m["role"] == "user" for m in messages):
         raise RowProblem("messages", "no user turn: nothing to respond to")
     return fmt, messages
@@ -132,4 +138,3 @@ def to_messages(row: dict) -> list[dict]:
         return row_messages(row)[1]
     except RowProblem as problem:
         raise DataValidationError(problem.problem, field=problem.field) from None
-

@@ -42,8 +42,12 @@ def spread(values: Sequence[float]) -> Spread:
     return Spread(sum(values) / len(values), min(values), max(values), len(values))
 
 
-def verdict(a_values: Sequence[float], b_values: Sequence[float], names: Sequence[str] = ("A", "B"),
-            higher_is_better: bool = True) -> str:
+def verdict(
+    a_values: Sequence[float],
+    b_values: Sequence[float],
+    names: Sequence[str] = ("A", "B"),
+    higher_is_better: bool = True,
+) -> str:
     """'A beats B' (or 'B beats A') when the seed ranges do not overlap, else 'within the spread'.
 
     `a_values` and `b_values` hold one number per seed (at least 2 each: one seed has no range);

@@ -58,9 +58,13 @@ def test_make_sft_data_counts(small_data):
     out, counts = small_data
     n_train = 10  # half of 20 people
     assert counts == {
-        "train_sentence.jsonl": n_train * 5 * 3, "train_short.jsonl": n_train * 5 * 3,
-        "eval_seen.jsonl": n_train * 5 * 3, "eval_held_out.jsonl": 10 * 5 * 3,
-        "train_json_profile.jsonl": n_train, "eval_json_profile.jsonl": 10, "seed_examples.jsonl": 3,
+        "train_sentence.jsonl": n_train * 5 * 3,
+        "train_short.jsonl": n_train * 5 * 3,
+        "eval_seen.jsonl": n_train * 5 * 3,
+        "eval_held_out.jsonl": 10 * 5 * 3,
+        "train_json_profile.jsonl": n_train,
+        "eval_json_profile.jsonl": 10,
+        "seed_examples.jsonl": 3,
     }
     for name, n in counts.items():
         assert validate_jsonl(out / name)["rows"] == n
@@ -165,29 +169,39 @@ def test_row_that_is_not_an_object(tmp_path):
     assert_error(path, 2, None, ["expected a JSON object", "list"])
 
 
-@pytest.mark.parametrize("present, missing", [("instruction", "response"), ("response", "instruction"),
-                                              ("prompt", "completion"), ("completion", "prompt")])
+@pytest.mark.parametrize(
+    "present, missing",
+    [("instruction", "response"), ("response", "instruction"), ("prompt", "completion"), ("completion", "prompt")],
+)
 def test_missing_field(tmp_path, present, missing):
     path = write_lines(tmp_path, [row(), json.dumps({present: "some text"})])
     assert_error(path, 2, missing, ["missing field"])
 
 
-@pytest.mark.parametrize("field, value, type_name", [("response", 42, "int"), ("instruction", None, "NoneType"),
-                                                     ("response", ["Tampa"], "list")])
+@pytest.mark.parametrize(
+    "field, value, type_name",
+    [("response", 42, "int"), ("instruction", None, "NoneType"), ("response", ["Tampa"], "list")],
+)
 def test_non_string_field(tmp_path, field, value, type_name):
     data = {"instruction": "q", "response": "a", field: value}
     path = write_lines(tmp_path, [row(), json.dumps(data)])
     assert_error(path, 2, field, ["expected a string", type_name])
 
 
-@pytest.mark.parametrize("data, field, words", [
-    ({"instruction": "q", "response": ""}, "response", ["empty response"]),
-    ({"instruction": "q", "response": "  \n"}, "response", ["empty response"]),
-    ({"instruction": "", "response": "a"}, "instruction", ["empty instruction"]),
-    ({"prompt": "q", "completion": ""}, "completion", ["empty completion"]),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]},
-     "messages[1].content", ["empty response"]),
-])
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        ({"instruction": "q", "response": ""}, "response", ["empty response"]),
+        ({"instruction": "q", "response": "  \n"}, "response", ["empty response"]),
+        ({"instruction": "", "response": "a"}, "instruction", ["empty instruction"]),
+        ({"prompt": "q", "completion": ""}, "completion", ["empty completion"]),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]},
+            "messages[1].content",
+            ["empty response"],
+        ),
+    ],
+)
 def test_empty_response(tmp_path, data, field, words):
     path = write_lines(tmp_path, [row(), json.dumps(data)])
     assert_error(path, 2, field, words)
@@ -210,19 +224,36 @@ def test_same_prompt_with_another_response_is_not_a_duplicate(tmp_path):
     assert validate_jsonl(path)["rows"] == 2
 
 
-@pytest.mark.parametrize("messages, field, words", [
-    ([{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}], "messages[1].role", ["unknown role", "bot"]),
-    ([{"role": "user", "content": "q"}, {"content": "a"}], "messages[1].role", ["missing field"]),
-    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": 7}], "messages[1].content",
-     ["expected a string"]),
-    ([{"role": "user", "content": "q"}], "messages", ["no assistant turn"]),
-    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}],
-     "messages[2].role", ["last message must be the assistant"]),
-    ([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}], "messages", ["no user turn"]),
-    ([], "messages", ["empty list"]),
-    ("user: q", "messages", ["expected a list"]),
-    (["q", "a"], "messages[0]", ["expected a message object"]),
-])
+@pytest.mark.parametrize(
+    "messages, field, words",
+    [
+        (
+            [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}],
+            "messages[1].role",
+            ["unknown role", "bot"],
+        ),
+        ([{"role": "user", "content": "q"}, {"content": "a"}], "messages[1].role", ["missing field"]),
+        (
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": 7}],
+            "messages[1].content",
+            ["expected a string"],
+        ),
+        ([{"role": "user", "content": "q"}], "messages", ["no assistant turn"]),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "q2"},
+            ],
+            "messages[2].role",
+            ["last message must be the assistant"],
+        ),
+        ([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}], "messages", ["no user turn"]),
+        ([], "messages", ["empty list"]),
+        ("user: q", "messages", ["expected a list"]),
+        (["q", "a"], "messages[0]", ["expected a message object"]),
+    ],
+)
 def test_bad_messages(tmp_path, messages, field, words):
     path = write_lines(tmp_path, [row(), json.dumps({"messages": messages})])
     assert_error(path, 2, field, words)
@@ -256,8 +287,12 @@ def test_clean_file_counts_every_format(tmp_path):
     lines = [
         row(person="Yuri Blackwood"),  # metadata fields are allowed
         json.dumps({"prompt": "q1", "completion": "a1"}),
-        json.dumps({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q2"}],
-                    "completion": [{"role": "assistant", "content": "a2"}]}),
+        json.dumps(
+            {
+                "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q2"}],
+                "completion": [{"role": "assistant", "content": "a2"}],
+            }
+        ),
         json.dumps({"messages": [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "a3"}]}),
     ]
     path = write_lines(tmp_path, lines)

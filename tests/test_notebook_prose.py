@@ -91,17 +91,26 @@ def violations(path: Path) -> list[str]:
     """One line per unprinted number of the notebook at `path`: notebook, cell, number."""
     notebook = json.loads(path.read_text(encoding="utf-8"))
     own = path.stem[:2] if path.stem[:2].isdigit() else None
-    return [f"{path.name}: markdown cell {index}: {number!r} is not in any output"
-            for index, number in unprinted_numbers(notebook, own)]
+    return [
+        f"{path.name}: markdown cell {index}: {number!r} is not in any output"
+        for index, number in unprinted_numbers(notebook, own)
+    ]
 
 
 # The checker itself, on small hand-made notebooks.
 
+
 def _nb(markdown: str, printed: str = "") -> dict:
-    return {"cells": [
-        {"cell_type": "code", "source": "print(x)", "outputs": [{"output_type": "stream", "name": "stdout", "text": printed}]},
-        {"cell_type": "markdown", "source": markdown},
-    ]}
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "print(x)",
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": printed}],
+            },
+            {"cell_type": "markdown", "source": markdown},
+        ]
+    }
 
 
 def test_a_quoted_printed_number_passes():
@@ -114,14 +123,17 @@ def test_a_number_printed_only_in_a_result_output_passes():
     assert unprinted_numbers(nb) == []
 
 
-@pytest.mark.parametrize("markdown, printed", [
-    ("Accuracy was 0.92.", "accuracy 0.921\n"),       # a rounded quote is not the printed number
-    ("Accuracy was 0.9.", "accuracy 0.918\n"),        # a prefix of a printed number does not count
-    ("Accuracy was 0.92.", "accuracy 10.92\n"),
-    ("About 95% of answers.", "0.95\n"),               # a percentage must be printed as one
-    ("Perplexity rose by +60.9 points.", ""),
-    ("It is 2.5x faster.", "speed-up 2.6x\n"),
-])
+@pytest.mark.parametrize(
+    "markdown, printed",
+    [
+        ("Accuracy was 0.92.", "accuracy 0.921\n"),  # a rounded quote is not the printed number
+        ("Accuracy was 0.9.", "accuracy 0.918\n"),  # a prefix of a printed number does not count
+        ("Accuracy was 0.92.", "accuracy 10.92\n"),
+        ("About 95% of answers.", "0.95\n"),  # a percentage must be printed as one
+        ("Perplexity rose by +60.9 points.", ""),
+        ("It is 2.5x faster.", "speed-up 2.6x\n"),
+    ],
+)
 def test_a_number_not_printed_is_found(markdown, printed):
     assert [n for _, n in unprinted_numbers(_nb(markdown, printed))] != []
 
@@ -130,15 +142,18 @@ def test_the_failure_names_the_cell_and_the_number():
     assert unprinted_numbers(_nb("First 0.75 then 12.5%.", "0.75\n")) == [(1, "12.5%")]
 
 
-@pytest.mark.parametrize("sentence", [
-    "GPT-2-size models reached about 96% (Allen-Zhu & Li, arXiv 2309.14316).",
-    "LIMA (Zhou et al. 2023) used 1,000 examples and reported 43% preference.",
-    "See https://example.org/report for the 3.5 figure.",
-    "In Physics of Language Models (Allen-Zhu & Li, 2023) they reached 96%.",
-    "Notebook 03 reached 0.92 with the same loop.",
-    "The loop in 03_sft_loop reached 0.92.",
-    "노트북 04에서 LoRA는 0.98에 도달했습니다.",
-])
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "GPT-2-size models reached about 96% (Allen-Zhu & Li, arXiv 2309.14316).",
+        "LIMA (Zhou et al. 2023) used 1,000 examples and reported 43% preference.",
+        "See https://example.org/report for the 3.5 figure.",
+        "In Physics of Language Models (Allen-Zhu & Li, 2023) they reached 96%.",
+        "Notebook 03 reached 0.92 with the same loop.",
+        "The loop in 03_sft_loop reached 0.92.",
+        "노트북 04에서 LoRA는 0.98에 도달했습니다.",
+    ],
+)
 def test_a_sentence_citing_a_source_outside_the_notebook_is_exempt(sentence):
     assert unprinted_numbers(_nb(f"Our run printed nothing. {sentence} We go on.")) == []
 
@@ -161,6 +176,7 @@ def test_plain_integers_and_words_are_not_numbers():
 
 
 # The committed notebooks.
+
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_number_in_the_prose_is_printed(path):
