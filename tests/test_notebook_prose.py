@@ -15,7 +15,8 @@ cell, every number written with a decimal point or a percent sign ("0.92", "+60.
   than its own).
 
 Code is not prose: numbers inside `inline code` and fenced code blocks are not checked. Sentences are split at
-". ", "! ", "? " before a capital letter (so "et al. 2023" and "e.g. this" stay whole), at line breaks that start a list item, a table row or a heading, and at blank lines.
+". ", "! ", "? " before a capital letter (so "et al. 2023" and "e.g. this" stay whole), at line breaks that
+start a list item, a table row or a heading, and at blank lines.
 A failure names the notebook, the markdown cell (counted from 0 among all cells) and the number.
 """
 
