@@ -2,13 +2,15 @@
 
 The notebooks and `sft-course sft` call `run_sft`, so a figure in a notebook and the command line's JSON
 come from the same code. `finetune` is the notebooks' short run of N optimizer steps on a copy of a base
-model, and `resolve_run` fills in a run's defaults (rate, micro-batches, LoRA options) from its model and method.
+model (`finetune_curve` the same run, measured along the way), and `resolve_run` fills in a run's defaults
+(rate, micro-batches, LoRA options) from its model and method.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,7 @@ __all__ = [
     "eval_loss_rows",
     "evaluate_accuracy",
     "finetune",
+    "finetune_curve",
     "run_sft",
     "training_rows",
 ]
@@ -221,6 +224,50 @@ def finetune(
         lr_multipliers=dict(lr_multipliers or {}),
     )
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
+
+
+def finetune_curve(
+    base,
+    tokenizer,
+    examples: list[dict],
+    steps: int,
+    lr: float,
+    measure,
+    at_steps: Iterable[int],
+    batch_size: int = 32,
+    seed: int = 0,
+    lora_options: dict | None = None,
+    lr_multipliers: dict | None = None,
+) -> tuple[object, TrainResult, list[tuple[int, object]]]:
+    """`finetune`'s run, paused after each of `at_steps` optimizer steps to record `measure(model)`.
+
+    The pauses go through a checkpoint and `train(resume=True)`, so the run is the one `finetune` makes with the
+    same arguments (the same per-step losses): a curve of any metric (exact match, say) at no change to the run.
+    Returns `(model, result, curve)`, `curve` a list of `(step, measure(model))`; the last step is always in it.
+    """
+    points = sorted({int(s) for s in at_steps} | {steps})
+    if points[0] < 1 or points[-1] > steps:
+        raise ValueError(f"at_steps must lie between 1 and steps={steps}, got {sorted(at_steps)}")
+    model = copy.deepcopy(base)
+    if lora_options is not None:
+        model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
+    curve, result = [], None
+    with tempfile.TemporaryDirectory(prefix="sft-curve-") as folder:
+        for i, stop in enumerate(points):
+            config = TrainConfig(
+                lr=lr,
+                total_steps=steps,
+                batch_size=batch_size,
+                seed=seed,
+                eval_every=0,
+                lr_multipliers=dict(lr_multipliers or {}),
+                checkpoint_dir=folder,
+                save_every=steps,
+                max_steps=stop,
+            )
+            result = train(model, examples, tokenizer.pad_token_id, config, resume=i > 0, progress=False)
+            curve.append((stop, measure(model)))
+    return model, result, curve
 
 
 def run_sft(

@@ -14,8 +14,8 @@ import torch
 from sft_course import smollm2
 from sft_course.errors import CourseError
 from sft_course.experiment import default_lr, finetune, training_rows
-from sft_course.formats import to_messages
 from sft_course.generation import chat_prompt, generate
+from sft_course.defaults import MAX_LENGTH
 from sft_course.masking import tokenize_examples
 from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model
 from sft_course.setup_check import Check
@@ -61,7 +61,7 @@ def measure(
     """
     model, tokenizer = load_model(folder or BUNDLED_MODEL_DIR, device="cpu")
     rows = training_rows("sentence")[: steps * batch_size]
-    examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in rows], 128)
+    examples, _ = tokenize_examples(tokenizer, rows, MAX_LENGTH)
     questions = [chat_prompt(tokenizer, r["instruction"]) for r in rows[:prompts]]
     torch.manual_seed(seed)
     start = time.perf_counter()

@@ -1,11 +1,12 @@
 """The runners: `finetune` (the notebooks' short runs) and the people `evaluate_accuracy` scores."""
 
+import pytest
 import torch
 from helpers import examples, tiny_model
 from peft import PeftModel
 
 from sft_course.accounting import trainable_parameters
-from sft_course.experiment import finetune
+from sft_course.experiment import finetune, finetune_curve
 from sft_course.lora import add_lora
 from sft_course.training import TrainConfig, train
 
@@ -69,3 +70,36 @@ def test_finetune_passes_lr_multipliers_to_the_trainable_rows(tokenizer):
     start = rows(add_lora(tiny_model(tokenizer), tokenizer, seed=7, **options))
     assert torch.equal(rows(frozen), start)  # factor 0: the trainable rows did not move
     assert not torch.equal(rows(moved), start)
+
+
+def test_finetune_curve_is_finetunes_run_measured_along_the_way(tokenizer):
+    base = tiny_model(tokenizer)
+    data = examples(tokenizer) * 5
+    options = {"rank": 4, "alpha": 8}
+    plain, plain_result = finetune(base, tokenizer, data, steps=6, lr=1e-2, batch_size=8, seed=3, lora_options=options)
+    seen_steps = []
+    model, result, curve = finetune_curve(
+        base,
+        tokenizer,
+        data,
+        steps=6,
+        lr=1e-2,
+        batch_size=8,
+        seed=3,
+        lora_options=options,
+        at_steps=[2, 4],
+        measure=lambda m: seen_steps.append(m.training) or len(seen_steps),
+    )
+    assert [step for step, _ in curve] == [2, 4, 6] and [v for _, v in curve] == [1, 2, 3]
+    assert seen_steps == [False] * 3  # measured in eval mode
+    assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in plain_result.history], abs=1e-6)
+    assert result.steps == 6
+    for (name, a), b in zip(plain.state_dict().items(), model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_finetune_curve_refuses_steps_outside_the_run(tokenizer):
+    with pytest.raises(ValueError, match="at_steps must lie between 1 and steps=4"):
+        finetune_curve(
+            tiny_model(tokenizer), tokenizer, examples(tokenizer), steps=4, lr=1e-2, measure=len, at_steps=[0, 2]
+        )
