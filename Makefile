@@ -80,7 +80,7 @@ ALLOW_NO_TESTS := rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
 # Lint and formatting (ruff, configured in pyproject.toml); `ruff format sft_course tests browser_tests website`
 # and `ruff check --fix ...` repair most of what it reports. Notebooks are left out (see pyproject.toml).
-LINT_PATHS := sft_course tests browser_tests website
+LINT_PATHS := sft_course tests browser_tests website tools
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)

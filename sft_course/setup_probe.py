@@ -12,10 +12,10 @@ import time
 import torch
 
 from sft_course import smollm2
+from sft_course.defaults import MAX_LENGTH
 from sft_course.errors import CourseError
 from sft_course.experiment import default_lr, finetune, training_rows
 from sft_course.generation import chat_prompt, generate
-from sft_course.defaults import MAX_LENGTH
 from sft_course.masking import tokenize_examples
 from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model
 from sft_course.setup_check import Check
