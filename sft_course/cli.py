@@ -46,6 +46,7 @@ from sft_course.defaults import (
     PRETRAIN_WARMUP_STEPS,
 )
 from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
+from sft_course.output_paths import check_writable_folder
 
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
 DEFAULT_SAVE_EVERY = 50
@@ -93,8 +94,7 @@ people_count = _number(int, minimum=1, maximum=PEOPLE_PER_SPLIT)
 def check_output_folder(out: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> None:
     """Refuse a file, or a non-empty folder unless `overwrite`: before any work, so nothing is lost."""
     out = Path(out)
-    if out.is_file():
-        raise OptionsError(f"{flag} {out} is a file, not a folder")
+    check_writable_folder(out, flag)  # a parent that is a file, no permission, a read-only file system
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OptionsError(f"{flag} {out} already exists and is not empty: choose another folder, or add "
                            "--overwrite to replace it")
@@ -172,8 +172,7 @@ def _check_checkpoint_dir(args) -> None:
     from sft_course.training import CHECKPOINT_FILE
 
     folder = Path(args.checkpoint_dir)
-    if folder.is_file():
-        raise OptionsError(f"--checkpoint-dir {folder} is a file, not a folder")
+    check_writable_folder(folder, "--checkpoint-dir")
     checkpoint, options_file = folder / CHECKPOINT_FILE, folder / SFT_OPTIONS_FILE
     if not args.resume:
         if checkpoint.exists() and not args.overwrite:
