@@ -272,8 +272,7 @@ def _validate(args) -> int:
         counts = validate_jsonl(path)
     except OSError as error:
         raise DataError(f"{args.file}: {error.strerror or error}") from None
-    formats = ", ".join(f"{fmt} {n}" for fmt, n in counts.items() if fmt != "rows" and n)
-    print(f"{args.file}: {counts['rows']} rows OK ({formats})")
+    print(f"{args.file}: {counts['rows']} rows OK ({counts['format']} format)")
     return 0
 
 

@@ -1,9 +1,12 @@
 """SFT row formats: checking one row and turning it into chat messages.
 
-Three row formats are accepted, one per line of a JSONL file, with any extra fields kept as metadata:
+Five row formats are accepted, one per line of a JSONL file (one format per file), with any extra fields kept as
+metadata:
 - seed:              {"instruction": str, "response": str}
 - prompt-completion: {"prompt": str, "completion": str}, or both as lists of chat messages (TRL's format)
 - messages:          {"messages": [{"role": ..., "content": ...}, ...]} ending with the assistant's turn
+- alpaca:            {"instruction": str, "input": str (may be empty or absent), "output": str}
+- sharegpt:          {"conversations": [{"from": "human"|"gpt"|"system", "value": str}, ...]} ending with "gpt"
 
 `data` (files) and `masking` (tokens) both build on this module; it imports neither.
 """
@@ -17,8 +20,12 @@ from sft_course.errors import DataError
 SEED = "seed"
 PROMPT_COMPLETION = "prompt_completion"
 MESSAGES = "messages"
-FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES)
+ALPACA = "alpaca"
+SHAREGPT = "sharegpt"
+FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES, ALPACA, SHAREGPT)
 ROLES = ("system", "user", "assistant")
+# ShareGPT's speaker names and the chat roles they mean
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
 class DataValidationError(DataError):
@@ -82,17 +89,41 @@ def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
 
 
 def row_format(row) -> str:
-    """Which accepted format `row` is in ("seed", "prompt_completion" or "messages"); raises if none."""
+    """Which accepted format `row` is in (one of `FORMATS`), from its fields; raises if none."""
     if not isinstance(row, dict):
         raise RowProblem(None, f"expected a JSON object, got {type(row).__name__}")
     if "messages" in row:
         return MESSAGES
+    if "conversations" in row:
+        return SHAREGPT
     if "prompt" in row or "completion" in row:
         return PROMPT_COMPLETION
+    if "output" in row:
+        return ALPACA
     if "instruction" in row or "response" in row:
         return SEED
-    raise RowProblem(None, "unknown format: expected fields instruction/response, prompt/completion or messages, "
-                            f"got {', '.join(sorted(row)) or 'none'}")
+    raise RowProblem(None, "unknown format: expected fields instruction/response, prompt/completion, messages, "
+                            f"instruction/input/output or conversations, got {', '.join(sorted(row)) or 'none'}")
+
+
+def _sharegpt_messages(conversations) -> list[dict]:
+    """ShareGPT's turns as chat messages; problems name `conversations[i].from` or `.value`."""
+    if not isinstance(conversations, list):
+        raise RowProblem("conversations", f"expected a list of turns, got {type(conversations).__name__}")
+    if not conversations:
+        raise RowProblem("conversations", "empty list of turns")
+    messages = []
+    for i, turn in enumerate(conversations):
+        where = f"conversations[{i}]"
+        if not isinstance(turn, dict):
+            raise RowProblem(where, f"expected a turn object, got {type(turn).__name__}")
+        speaker = _string(turn, "from", f"{where}.from")
+        if speaker not in SHAREGPT_ROLES:
+            raise RowProblem(f"{where}.from", f"unknown speaker {speaker!r}, expected one of {', '.join(SHAREGPT_ROLES)}")
+        role = SHAREGPT_ROLES[speaker]
+        content = _string(turn, "value", f"{where}.value", "response" if role == "assistant" else f"{role} message")
+        messages.append({"role": role, "content": content})
+    return messages
 
 
 def row_messages(row) -> tuple[str, list[dict]]:
@@ -115,14 +146,25 @@ def row_messages(row) -> tuple[str, list[dict]]:
         prompt = _string(row, "prompt")
         completion = _string(row, "completion")
         return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    messages = _check_messages(row["messages"], "messages")
+    if fmt == ALPACA:
+        instruction = _string(row, "instruction")
+        extra = row.get("input", "")
+        if extra is not None and not isinstance(extra, str):
+            raise RowProblem("input", f"expected a string, got {type(extra).__name__}")
+        output = _string(row, "output", what="response")
+        user = instruction if not (extra or "").strip() else f"{instruction}\n\n{extra}"
+        return fmt, [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    if fmt == SHAREGPT:
+        messages, field, last = _sharegpt_messages(row["conversations"]), "conversations", "from"
+    else:
+        messages, field, last = _check_messages(row["messages"], "messages"), "messages", "role"
     if not any(m["role"] == "assistant" for m in messages):
-        raise RowProblem("messages", "no assistant turn: nothing to train on")
+        raise RowProblem(field, "no assistant turn: nothing to train on")
     if messages[-1]["role"] != "assistant":
-        raise RowProblem(f"messages[{len(messages) - 1}].role",
+        raise RowProblem(f"{field}[{len(messages) - 1}].{last}",
                           "the last message must be the assistant's (it is the response trained on)")
     if not any(m["role"] == "user" for m in messages):
-        raise RowProblem("messages", "no user turn: nothing to respond to")
+        raise RowProblem(field, "no user turn: nothing to respond to")
     return fmt, messages
 
 
