@@ -51,7 +51,8 @@ from sft_course.output_paths import check_writable_folder
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
 DEFAULT_SAVE_EVERY = 50
 SFT_OPTIONS_FILE = "sft_options.json"  # next to the checkpoint: the options that a --resume must repeat
-RESUME_OPTIONS = ("method", "answers", "model", "lr", "epochs", "batch_size", "rank", "alpha", "people", "seed")
+RESUME_OPTIONS = ("method", "answers", "model", "lr", "epochs", "batch_size", "rank", "alpha", "people", "seed",
+                  "data", "eval_data", "max_length")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -157,10 +158,27 @@ def _eval(args) -> int:
     from sft_course.evaluation import evaluate_model
     from sft_course.modeling import load_model
 
+    if args.data is not None:  # the learner's own file: validated before the model loads
+        from sft_course import own_data
+
+        data = own_data.read_data_file(args.data)
+        model, tokenizer = load_model(args.model)
+        print(json.dumps(own_data.evaluate_file(model, tokenizer, data, _max_length(args), args.max_new_tokens),
+                         ensure_ascii=False))
+        return 0
     model, tokenizer = load_model(args.model)
     report = evaluate_model(model, tokenizer, n_people=args.eval_people, include_json=not args.no_json)
     print(json.dumps(report))
     return 0
+
+
+def _max_length(args) -> int:
+    """`--max-length`, or its default: 128 tokens for the bundled model (256 positions), 512 for any other."""
+    from sft_course.experiment import is_bundled_model
+
+    if args.max_length is not None:
+        return args.max_length
+    return 128 if is_bundled_model(args.model) else 512
 
 
 def _sft_options(args) -> dict:
@@ -197,6 +215,8 @@ def _sft(args) -> int:
     check_output_folder(args.out, args.overwrite)
     if args.checkpoint_dir:
         _check_checkpoint_dir(args)
+    if args.data is not None:
+        return _sft_on_file(args)
     for name in (f"train_{args.answers}.jsonl", "eval_held_out.jsonl"):
         if not (SFT_DATA_DIR / name).is_file():
             raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
@@ -233,6 +253,59 @@ def _sft(args) -> int:
 
     write_folder_atomically(args.out, write, args.overwrite)
     print(json.dumps({**run.summary, "grad_accum_steps": args.grad_accum_steps, "out": str(args.out)}))
+    return 0
+
+
+def _sft_on_file(args) -> int:
+    """`sft --data FILE [--eval-data FILE]`: the learner's own rows, checked before the model loads."""
+    from sft_course import own_data
+    from sft_course.experiment import default_lora_options
+    from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model, save_model
+    from sft_course.training import CHECKPOINT_FILE, TrainConfig
+
+    data = own_data.read_data_file(args.data)
+    if args.eval_data is not None:
+        train_data, eval_data = data, own_data.read_data_file(args.eval_data, "--eval-data")
+        note = f"--eval-data {args.eval_data}"
+    else:
+        train_data, eval_data, note = own_data.held_out_split(data, seed=args.seed)
+    print(f"{args.data}: {len(data)} rows ({data.format} format); held out: {note}", file=sys.stderr)
+    check_model_folder(args.model or BUNDLED_MODEL_DIR)
+    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                         grad_accum_steps=args.grad_accum_steps, seed=args.seed,
+                         checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
+    lora_options = None
+    if args.method == "lora":
+        lora_options = default_lora_options(args.rank, args.alpha, train_data.messages, args.model)
+    accelerator = None
+    if args.accelerate:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    is_main = accelerator is None or accelerator.is_main_process
+    if args.checkpoint_dir and is_main:
+        folder = Path(args.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+        (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
+    model, tokenizer = load_model(args.model)
+    run = own_data.run_file_sft(model, tokenizer, train_data, eval_data, method=args.method, config=config,
+                                lora_options=lora_options, max_length=_max_length(args),
+                                max_new_tokens=args.max_new_tokens, held_out_note=note, accelerator=accelerator,
+                                resume=args.resume)
+    if not is_main:
+        return 0
+    run.summary.update(grad_accum_steps=args.grad_accum_steps, model=args.model or "bundled", out=str(args.out),
+                       samples_file=str(Path(args.out) / own_data.SAMPLES_FILE))
+
+    def write(folder: Path) -> None:
+        save_model(run.model, run.tokenizer, folder)
+        (folder / "training_log.json").write_text(json.dumps(training_log(run.result), indent=1) + "\n")
+        own_data.write_run_files(run, folder)
+
+    write_folder_atomically(args.out, write, args.overwrite)
+    print(json.dumps(run.summary, ensure_ascii=False))
     return 0
 
 
@@ -313,6 +386,16 @@ def _sft_combinations(args) -> str | None:
     for flag, value in (("--resume", args.resume), ("--save-every", args.save_every)):
         if value and not args.checkpoint_dir:
             return f"{flag} needs --checkpoint-dir DIR"
+    if args.data is None:
+        given = [flag for flag, value in (("--eval-data", args.eval_data), ("--max-length", args.max_length),
+                                          ("--max-new-tokens", args.max_new_tokens)) if value is not None]
+        if given:
+            return f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --data FILE"
+    else:
+        given = [flag for flag, value in (("--people", args.people), ("--eval-people", args.eval_people))
+                 if value is not None]
+        if given:
+            return f"{' and '.join(given)} choose the world's people: not with --data FILE"
     if args.checkpoint_dir:
         out, ckpt = Path(args.out).resolve(), Path(args.checkpoint_dir).resolve()
         if ckpt == out or out in ckpt.parents:
@@ -348,6 +431,16 @@ def default_grad_accum_steps(batch_size: int, bundled: bool) -> int:
     return next(n for n in range(1, batch_size + 1) if batch_size % n == 0 and batch_size // n <= MICRO_BATCH_SIZE)
 
 
+def _eval_combinations(args) -> str | None:
+    if args.data is None:
+        given = [f for f, v in (("--max-length", args.max_length), ("--max-new-tokens", args.max_new_tokens)) if v]
+        if given:
+            return f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --data FILE"
+    elif args.eval_people is not None or args.no_json:
+        return "--eval-people and --no-json are for the world's questions: not with --data FILE"
+    return None
+
+
 def _pretrain_combinations(args) -> str | None:
     if args.warmup_steps >= args.steps:
         return f"--warmup-steps ({args.warmup_steps}) must be below --steps ({args.steps})"
@@ -379,7 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_validate, parser=p)
 
-    p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
+    p = sub.add_parser("sft", help="fine-tune a model on your JSONL file (--data) or the world's QA data; the last "
+                       "line printed is one JSON object")
+    p.add_argument("--data", default=None, help="a JSONL file of your examples in one of five formats: "
+                   "instruction/response, messages, prompt/completion, Alpaca instruction/input/output, ShareGPT "
+                   "conversations (default: the world's questions)")
+    p.add_argument("--eval-data", default=None, help="a JSONL file to evaluate on (default: a seeded 10%% of --data "
+                   "held out)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="with --data: tokens per example (default 128 on the bundled model, 512 on any other)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="with --data: tokens per held-out answer (default: the longest reference plus 16, at most 256)")
     p.add_argument("--method", choices=METHODS, default="full")
     p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
     p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format); "
@@ -428,13 +531,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_bench, parser=p)
 
-    p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
+    p = sub.add_parser("eval", help="evaluate a model folder on your JSONL file (--data) or the world's questions; "
+                       "the last line printed is one JSON object")
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
+    p.add_argument("--data", default=None, help="a JSONL file in any of sft's five formats: loss, stop rate and "
+                   "exact match on every row")
+    p.add_argument("--max-length", type=positive_int, default=None, help="with --data: tokens per example")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="with --data: tokens per answer")
     p.add_argument("--eval-people", type=people_count, default=None,
                    help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all), "
                         "as in `sft --eval-people`")
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
-    p.set_defaults(func=_eval, parser=p)
+    p.set_defaults(func=_eval, combinations=_eval_combinations, parser=p)
 
     p = sub.add_parser("chat", help="chat in the terminal with a model folder, adapter or smollm2 (/reset, /quit)")
     p.add_argument("--model", default=None, help="model or adapter folder, smollm2, or hub id (default: bundled)")

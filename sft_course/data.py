@@ -133,6 +133,15 @@ def read_examples(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def read_file_rows(path: str | os.PathLike) -> tuple[str, list[dict], list[list[dict]]]:
+    """`(format, rows, messages)` of a validated JSONL file: its one format, the rows as written, and each row
+    as chat messages (`to_messages`)."""
+    parsed = list(_validated_rows(path))
+    if not parsed:
+        raise DataValidationError("no examples in the file", path)
+    return parsed[0][1], [row for _, _, row, _ in parsed], [messages for _, _, _, messages in parsed]
+
+
 def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]):
     """Validate the file(s), load them with `datasets` and add a `messages` column in chat format.
 

@@ -29,8 +29,12 @@ def check_writable_folder(folder: str | os.PathLike, flag: str = "--out") -> Non
     Nothing is left behind: the probe folder is removed at once, and no missing parent is created.
     """
     folder = Path(folder)
-    existing = nearest_existing(folder)
-    if existing.exists() and not existing.is_dir():
+    try:
+        existing = nearest_existing(folder)
+        is_file = existing.exists() and not existing.is_dir()
+    except PermissionError:  # a folder on the way that this user may not enter
+        raise OptionsError(f"{flag} {folder} cannot be written: no permission to reach it") from None
+    if is_file:
         if existing == Path(os.path.abspath(folder)):
             raise OptionsError(f"{flag} {folder} is a file, not a folder")
         raise OptionsError(f"{flag} {folder} cannot be created: {existing} is a file, not a folder")
