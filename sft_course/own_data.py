@@ -155,13 +155,16 @@ def evaluate_file(model, tokenizer, data: DataFile, max_length: int = 512, max_n
 
 @dataclass
 class FileRun:
-    """A run on a file: the trained model and tokenizer, the loop's result, the summary and the samples."""
+    """A run on a file: the trained model and tokenizer, the loop's result, the summary, the samples, and every
+    held-out answer before and after (`generate`'s dicts, in the eval file's order)."""
 
     model: object
     tokenizer: object
     result: TrainResult
     summary: dict = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
+    before: list[dict] = field(default_factory=list)
+    after: list[dict] = field(default_factory=list)
 
 
 def _loss_sample(examples: list[dict], seed: int) -> list[dict]:
@@ -223,7 +226,8 @@ def run_file_sft(model, tokenizer, train_data: DataFile, eval_data: DataFile, *,
         **{f"{k}_before": v for k, v in before_scores.items()},
         **{f"{k}_after": v for k, v in after_scores.items()},
     }
-    return FileRun(model=model, tokenizer=tokenizer, result=result, summary=summary, samples=samples)
+    return FileRun(model=model, tokenizer=tokenizer, result=result, summary=summary, samples=samples,
+                   before=before_outputs, after=after_outputs)
 
 
 def write_run_files(run: FileRun, folder: str | os.PathLike) -> None:

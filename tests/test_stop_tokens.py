@@ -105,7 +105,7 @@ def _stop_rate_after_sft(bpe, style: str) -> tuple[float, list[dict]]:
     examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in _rows(24)])
     model, _ = finetune(model, tokenizer, examples, steps=120, lr=3e-3, batch_size=16, seed=0)
     model.eval()
-    prompts = [chat_prompt(tokenizer, r["instruction"]) for r in _rows(8, offset=100)]
+    prompts = [chat_prompt(tokenizer, r["instruction"]) for r in _rows(4, offset=100)]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=24)
     return sum(o["stopped"] for o in outputs) / len(outputs), outputs
 
@@ -117,5 +117,5 @@ def test_every_style_stops_at_its_end_of_turn_as_often_as_chatml(bpe):
         stopped = [o for o in outputs if o["stopped"]]
         assert all(o["stop_token"] == STYLES[style][-1] for o in stopped), (style, outputs[:3])
         assert all(STYLES[style][-1] not in o["text"] for o in outputs)
-    assert rates["chatml"] >= 0.9, rates
-    assert rates["gemma"] >= rates["chatml"] - 0.05 and rates["llama3_base"] >= rates["chatml"] - 0.05, rates
+    assert rates["chatml"] >= 0.85, rates  # before the end of turn came from the template, the others stopped 0.0
+    assert rates["gemma"] >= rates["chatml"] - 0.1 and rates["llama3_base"] >= rates["chatml"] - 0.1, rates
