@@ -69,23 +69,30 @@ def _string(row: dict, key: str, field: str | None = None, what: str | None = No
     return value
 
 
-def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
-    if not isinstance(messages, list):
-        raise RowProblem(field, f"expected a list of messages, got {type(messages).__name__}")
-    if not messages:
-        raise RowProblem(field, "empty list of messages")
+def _check_turns(items, field: str, role_key: str, content_key: str, roles: dict[str, str], noun: str,
+                 role_noun: str) -> list[dict]:
+    """A list of turns as chat messages: `item[role_key]` (one of `roles`, mapped to its chat role) and
+    `item[content_key]`; problems name `field[i].role_key` or `field[i].content_key`."""
+    if not isinstance(items, list):
+        raise RowProblem(field, f"expected a list of {noun}s, got {type(items).__name__}")
+    if not items:
+        raise RowProblem(field, f"empty list of {noun}s")
     checked = []
-    for i, message in enumerate(messages):
+    for i, item in enumerate(items):
         where = f"{field}[{i}]"
-        if not isinstance(message, dict):
-            raise RowProblem(where, f"expected a message object, got {type(message).__name__}")
-        role = _string(message, "role", f"{where}.role")
-        if role not in allowed_roles:
-            raise RowProblem(f"{where}.role", f"unknown role {role!r}, expected one of {', '.join(allowed_roles)}")
+        if not isinstance(item, dict):
+            raise RowProblem(where, f"expected a {noun} object, got {type(item).__name__}")
+        name = _string(item, role_key, f"{where}.{role_key}")
+        if name not in roles:
+            raise RowProblem(f"{where}.{role_key}", f"unknown {role_noun} {name!r}, expected one of {', '.join(roles)}")
+        role = roles[name]
         what = "response" if role == "assistant" else f"{role} message"
-        content = _string(message, "content", f"{where}.content", what)
-        checked.append({"role": role, "content": content})
+        checked.append({"role": role, "content": _string(item, content_key, f"{where}.{content_key}", what)})
     return checked
+
+
+def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
+    return _check_turns(messages, field, "role", "content", {r: r for r in allowed_roles}, "message", "role")
 
 
 def row_format(row) -> str:
@@ -108,22 +115,7 @@ def row_format(row) -> str:
 
 def _sharegpt_messages(conversations) -> list[dict]:
     """ShareGPT's turns as chat messages; problems name `conversations[i].from` or `.value`."""
-    if not isinstance(conversations, list):
-        raise RowProblem("conversations", f"expected a list of turns, got {type(conversations).__name__}")
-    if not conversations:
-        raise RowProblem("conversations", "empty list of turns")
-    messages = []
-    for i, turn in enumerate(conversations):
-        where = f"conversations[{i}]"
-        if not isinstance(turn, dict):
-            raise RowProblem(where, f"expected a turn object, got {type(turn).__name__}")
-        speaker = _string(turn, "from", f"{where}.from")
-        if speaker not in SHAREGPT_ROLES:
-            raise RowProblem(f"{where}.from", f"unknown speaker {speaker!r}, expected one of {', '.join(SHAREGPT_ROLES)}")
-        role = SHAREGPT_ROLES[speaker]
-        content = _string(turn, "value", f"{where}.value", "response" if role == "assistant" else f"{role} message")
-        messages.append({"role": role, "content": content})
-    return messages
+    return _check_turns(conversations, "conversations", "from", "value", SHAREGPT_ROLES, "turn", "speaker")
 
 
 def row_messages(row) -> tuple[str, list[dict]]:
