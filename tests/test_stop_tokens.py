@@ -110,6 +110,7 @@ def _stop_rate_after_sft(bpe, style: str) -> tuple[float, list[dict]]:
     return sum(o["stopped"] for o in outputs) / len(outputs), outputs
 
 
+@pytest.mark.slow  # three short SFT runs of tiny models: about 20 s
 def test_every_style_stops_at_its_end_of_turn_as_often_as_chatml(bpe):
     rates = {}
     for style in STYLES:
