@@ -77,8 +77,8 @@ def test_read_data_file_names_the_flag_for_a_missing_file(tmp_path):
 # The command line on the bundled model: every format, then eval --data and chat on the result
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_sft_data_every_format_then_eval_and_chat(fmt, tmp_path, capsys):
+@pytest.mark.parametrize("fmt", [f if f == "seed" else pytest.param(f, marks=pytest.mark.slow) for f in FORMATS])
+def test_sft_data_every_format_then_eval_and_chat(fmt, tmp_path, capsys):  # about 1.5 s each: one fast, four slow
     rows = [as_format(fmt, q, a, answer) for q, a, answer in world_pairs(8)]
     path = write(tmp_path / f"{fmt}.jsonl", rows)
     out = tmp_path / "tuned"
@@ -102,6 +102,7 @@ def test_sft_data_every_format_then_eval_and_chat(fmt, tmp_path, capsys):
     assert messages[-1]["role"] == "assistant"
 
 
+@pytest.mark.slow  # two short LoRA runs: about 3 s
 def test_sft_data_with_eval_data_lora_and_resume(tmp_path, capsys):
     train = write(tmp_path / "train.jsonl", [as_format("seed", q, a) for q, a, _ in world_pairs(6)])
     held = write(tmp_path / "held.jsonl", [as_format("alpaca", q, a) for q, a, _ in world_pairs(2, offset=50)])
