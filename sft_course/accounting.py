@@ -66,8 +66,12 @@ def training_memory_bytes(model, batch: dict) -> dict:
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
     gradients = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    parts = {"weights": weights, "gradients": gradients, "optimizer": optimizer_state_bytes(model),
-             "activations": saved_activation_bytes(model, batch)}
+    parts = {
+        "weights": weights,
+        "gradients": gradients,
+        "optimizer": optimizer_state_bytes(model),
+        "activations": saved_activation_bytes(model, batch),
+    }
     return {**parts, "total": sum(parts.values())}
 
 

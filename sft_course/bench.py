@@ -148,8 +148,9 @@ def training_flops(model, batch_widths: list[tuple[int, int, int]]) -> float:
     layer, every slot for the others), attention 2 * 2 * width * hidden per token and layer (scores and values).
     """
     head = model.get_output_embeddings()
-    body = sum(m.in_features * m.out_features for m in model.modules()
-               if isinstance(m, torch.nn.Linear) and m is not head)
+    body = sum(
+        m.in_features * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head
+    )
     head_size = head.in_features * head.out_features
     config = model.config
     total = 0.0
@@ -173,10 +174,18 @@ def _course_run(name, options, base_model, tokenizer, examples, config, warmup_s
         model = copy.deepcopy(base_model)
         with PeakMemory(next(model.parameters()).device) as memory:
             result = train(model, examples, tokenizer.pad_token_id, config, progress=False)
-        run = BenchRun(name, seconds=result.train_seconds, first_step_seconds=result.first_step_seconds,
-                       target_tokens=result.target_tokens, first_step_target_tokens=result.history[0]["tokens"],
-                       computed_tokens=result.computed_tokens, padding_tokens=result.padding_tokens,
-                       peak_memory_mb=memory.peak_mb, final_loss=result.final_train_loss, warmup_seconds=warmup_seconds)
+        run = BenchRun(
+            name,
+            seconds=result.train_seconds,
+            first_step_seconds=result.first_step_seconds,
+            target_tokens=result.target_tokens,
+            first_step_target_tokens=result.history[0]["tokens"],
+            computed_tokens=result.computed_tokens,
+            padding_tokens=result.padding_tokens,
+            peak_memory_mb=memory.peak_mb,
+            final_loss=result.final_train_loss,
+            warmup_seconds=warmup_seconds,
+        )
         run.flops = training_flops(model, _course_widths(examples, config, uses_logits_on_targets(model, config)))
         return model, run
 
@@ -206,14 +215,31 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
 
     def trainer_for(model, max_steps, folder):
         args = SFTConfig(
-            output_dir=folder, max_steps=max_steps, per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=1, learning_rate=config.lr, weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine_with_min_lr",
-            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio}, warmup_steps=warmup,
-            assistant_only_loss=True, max_length=max_length, fp16=False,
-            activation_checkpointing=False, seed=config.seed, data_seed=config.seed, report_to="none",
-            save_strategy="no", eval_strategy="no", logging_steps=10, disable_tqdm=True, use_cpu=use_cpu,
-            dataloader_num_workers=0, **{"bf16": False, **options})
+            output_dir=folder,
+            max_steps=max_steps,
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=1,
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+            warmup_steps=warmup,
+            assistant_only_loss=True,
+            max_length=max_length,
+            fp16=False,
+            activation_checkpointing=False,
+            seed=config.seed,
+            data_seed=config.seed,
+            report_to="none",
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=10,
+            disable_tqdm=True,
+            use_cpu=use_cpu,
+            dataloader_num_workers=0,
+            **{"bf16": False, **options},
+        )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # it prints the logs to stdout, whose last line is our JSON
         batches: list[tuple[int, int, int, int]] = []  # rows, width, real tokens, target tokens
@@ -222,8 +248,14 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
         def counting(features):
             batch = collate(features)
             ids = batch["input_ids"]
-            batches.append((ids.shape[0], ids.shape[1], int(batch["attention_mask"].sum()),
-                            int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())))
+            batches.append(
+                (
+                    ids.shape[0],
+                    ids.shape[1],
+                    int(batch["attention_mask"].sum()),
+                    int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()),
+                )
+            )
             return batch
 
         trainer.data_collator = counting
@@ -256,11 +288,18 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
                 output = trainer.train()
         # the dataloader may prefetch one batch more than it trains on
         batches = batches[:steps]
-        run = BenchRun(name, seconds=clock.ends[-1] - clock.begin, first_step_seconds=clock.ends[0] - clock.begin,
-                       target_tokens=sum(b[3] for b in batches), first_step_target_tokens=batches[0][3],
-                       computed_tokens=sum(b[0] * b[1] for b in batches),
-                       padding_tokens=sum(b[0] * b[1] - b[2] for b in batches), peak_memory_mb=memory.peak_mb,
-                       final_loss=output.training_loss, warmup_seconds=warmup_seconds)
+        run = BenchRun(
+            name,
+            seconds=clock.ends[-1] - clock.begin,
+            first_step_seconds=clock.ends[0] - clock.begin,
+            target_tokens=sum(b[3] for b in batches),
+            first_step_target_tokens=batches[0][3],
+            computed_tokens=sum(b[0] * b[1] for b in batches),
+            padding_tokens=sum(b[0] * b[1] - b[2] for b in batches),
+            peak_memory_mb=memory.peak_mb,
+            final_loss=output.training_loss,
+            warmup_seconds=warmup_seconds,
+        )
         run.flops = training_flops(model, [(b[0], b[1], b[0] * b[1]) for b in batches])
         model.eval()
         return model, run
@@ -268,10 +307,22 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
     return measured
 
 
-def run_bench(steps: int | None = None, n_people: int | None = None, eval_people: int = 100, batch_size: int = 64,
-              lr: float = 6e-4, epochs: float = 2.0, warmup_steps: int = 3, repeats: int = 1, seed: int = 0,
-              model_name: str | None = None, course_configs=None, trl_configs=None, max_length: int = 128,
-              progress=print) -> dict:
+def run_bench(
+    steps: int | None = None,
+    n_people: int | None = None,
+    eval_people: int = 100,
+    batch_size: int = 64,
+    lr: float = 6e-4,
+    epochs: float = 2.0,
+    warmup_steps: int = 3,
+    repeats: int = 1,
+    seed: int = 0,
+    model_name: str | None = None,
+    course_configs=None,
+    trl_configs=None,
+    max_length: int = 128,
+    progress=print,
+) -> dict:
     """Run every configuration `repeats` times, alternating; return {"runs": [...], "summary": {...}}."""
     course_configs = COURSE_CONFIGS if course_configs is None else course_configs
     trl_configs = TRL_CONFIGS if trl_configs is None else trl_configs
@@ -300,14 +351,30 @@ def run_bench(steps: int | None = None, n_people: int | None = None, eval_people
             model, run = runners[name]()
             run.held_out_accuracy = qa_report(model, tokenizer, held_out)["accuracy"]
             runs.append(run)
-            progress(f"{name} (repeat {repeat + 1}): {run.seconds:.1f} s, {run.tokens_per_second:,.0f} target tokens/s, "
-                     f"held-out {run.held_out_accuracy:.3f}")
+            progress(
+                f"{name} (repeat {repeat + 1}): {run.seconds:.1f} s, {run.tokens_per_second:,.0f} target tokens/s, "
+                f"held-out {run.held_out_accuracy:.3f}"
+            )
             del model
     matmul_after = matmul_flops_per_second(device)
-    return {"runs": runs, "summary": summarize(runs, course_configs, trl_configs, max(matmul, matmul_after),
-                                                {"steps": steps, "examples": len(examples), "batch_size": batch_size,
-                                                 "lr": lr, "eval_people": eval_people, "device": str(device),
-                                                 "threads": torch.get_num_threads()})}
+    return {
+        "runs": runs,
+        "summary": summarize(
+            runs,
+            course_configs,
+            trl_configs,
+            max(matmul, matmul_after),
+            {
+                "steps": steps,
+                "examples": len(examples),
+                "batch_size": batch_size,
+                "lr": lr,
+                "eval_people": eval_people,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+            },
+        ),
+    }
 
 
 def _alternating(course: list[str], trl: list[str]) -> list[str]:
@@ -318,8 +385,17 @@ def _alternating(course: list[str], trl: list[str]) -> list[str]:
 
 
 def _median_run(runs: list[BenchRun]) -> dict:
-    keys = ("seconds", "first_step_seconds", "tokens_per_second", "steady_tokens_per_second", "padding_share",
-            "held_out_accuracy", "peak_memory_mb", "warmup_seconds", "final_loss")
+    keys = (
+        "seconds",
+        "first_step_seconds",
+        "tokens_per_second",
+        "steady_tokens_per_second",
+        "padding_share",
+        "held_out_accuracy",
+        "peak_memory_mb",
+        "warmup_seconds",
+        "final_loss",
+    )
     out = {k: statistics.median(getattr(r, k) for r in runs) for k in keys}
     out["flops_per_second"] = statistics.median(r.flops / r.seconds for r in runs)
     return out
@@ -331,8 +407,11 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
     by_name = {name: _median_run([r for r in runs if r.name == name]) for name in names}
     course = {n: by_name[n] for n in course_configs if n in by_name}
     trl = {n: by_name[n] for n in trl_configs if n in by_name}
-    summary = {"configs": {n: {k: round(v, 4) for k, v in m.items()} for n, m in by_name.items()},
-               "matmul_gflops": round(matmul_flops / 1e9, 1), **setup}
+    summary = {
+        "configs": {n: {k: round(v, 4) for k, v in m.items()} for n, m in by_name.items()},
+        "matmul_gflops": round(matmul_flops / 1e9, 1),
+        **setup,
+    }
 
     def versus(name: str, key: str) -> dict:
         """The course configuration `name` over the fastest TRL one reaching its accuracy within the margin."""
@@ -340,21 +419,26 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
         equal = {n: m for n, m in trl.items() if m["held_out_accuracy"] >= mine["held_out_accuracy"] - ACCURACY_MARGIN}
         pool = equal or trl
         reference = max(pool, key=lambda n: pool[n][key])
-        return {"ratio": round(mine[key] / pool[reference][key], 3) if pool[reference][key] else None,
-                "reference": reference, "reference_reaches_equal_accuracy": bool(equal)}
+        return {
+            "ratio": round(mine[key] / pool[reference][key], 3) if pool[reference][key] else None,
+            "reference": reference,
+            "reference_reaches_equal_accuracy": bool(equal),
+        }
 
     if course and trl:
         per_config = {n: versus(n, "steady_tokens_per_second") for n in course}
         whole_run = {n: versus(n, "tokens_per_second") for n in course}
-        best = max(per_config, key=lambda n: (per_config[n]["ratio"] or 0))
-        summary.update({
-            "throughput_ratio_vs_trl": per_config[best]["ratio"],
-            "course_config": best,
-            "trl_reference": per_config[best]["reference"],
-            "trl_reference_reaches_equal_accuracy": per_config[best]["reference_reaches_equal_accuracy"],
-            "throughput_ratio_vs_trl_by_config": {n: v["ratio"] for n, v in per_config.items()},
-            "throughput_ratio_vs_trl_whole_run_by_config": {n: v["ratio"] for n, v in whole_run.items()},
-        })
+        best = max(per_config, key=lambda n: per_config[n]["ratio"] or 0)
+        summary.update(
+            {
+                "throughput_ratio_vs_trl": per_config[best]["ratio"],
+                "course_config": best,
+                "trl_reference": per_config[best]["reference"],
+                "trl_reference_reaches_equal_accuracy": per_config[best]["reference_reaches_equal_accuracy"],
+                "throughput_ratio_vs_trl_by_config": {n: v["ratio"] for n, v in per_config.items()},
+                "throughput_ratio_vs_trl_whole_run_by_config": {n: v["ratio"] for n, v in whole_run.items()},
+            }
+        )
     for name, metrics in course.items():
         summary["configs"][name]["fraction_of_matmul_flops"] = round(metrics["flops_per_second"] / matmul_flops, 4)
     for name, metrics in trl.items():
@@ -364,12 +448,16 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
 
 def format_table(summary: dict) -> str:
     """A markdown table of the medians per configuration."""
-    head = ("| config | seconds | first step s | warm-up s | target tok/s | steady tok/s | padding | held-out "
-            "| memory MB | of matmul FLOP/s |")
+    head = (
+        "| config | seconds | first step s | warm-up s | target tok/s | steady tok/s | padding | held-out "
+        "| memory MB | of matmul FLOP/s |"
+    )
     lines = [head, "|" + "---|" * 10]
     for name, m in summary["configs"].items():
-        lines.append(f"| {name} | {m['seconds']:.1f} | {m['first_step_seconds']:.2f} | {m['warmup_seconds']:.1f} "
-                     f"| {m['tokens_per_second']:,.0f} | {m['steady_tokens_per_second']:,.0f} "
-                     f"| {m['padding_share']:.1%} | {m['held_out_accuracy']:.3f} | {m['peak_memory_mb']:.0f} "
-                     f"| {m['fraction_of_matmul_flops']:.1%} |")
+        lines.append(
+            f"| {name} | {m['seconds']:.1f} | {m['first_step_seconds']:.2f} | {m['warmup_seconds']:.1f} "
+            f"| {m['tokens_per_second']:,.0f} | {m['steady_tokens_per_second']:,.0f} "
+            f"| {m['padding_share']:.1%} | {m['held_out_accuracy']:.3f} | {m['peak_memory_mb']:.0f} "
+            f"| {m['fraction_of_matmul_flops']:.1%} |"
+        )
     return "\n".join(lines)

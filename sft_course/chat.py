@@ -35,16 +35,30 @@ def reply(model, tokenizer, messages: list[dict], out: TextIO | None = None, max
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     stops = stop_token_ids(tokenizer, model)
-    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                            temperature=None, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
-                            streamer=_Streamer(tokenizer, out) if out is not None else None)
-    new = output[0, batch["input_ids"].shape[1]:].tolist()
+    output = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        top_p=None,
+        top_k=None,
+        temperature=None,
+        eos_token_id=stops,
+        pad_token_id=tokenizer.pad_token_id,
+        streamer=_Streamer(tokenizer, out) if out is not None else None,
+    )
+    new = output[0, batch["input_ids"].shape[1] :].tolist()
     new = new[: next((i for i, t in enumerate(new) if t in stops), len(new))]
     return tokenizer.decode(new, skip_special_tokens=True)
 
 
-def chat_loop(model, tokenizer, lines: TextIO = sys.stdin, out: TextIO = sys.stdout, system: str | None = None,
-              max_new_tokens: int = 128) -> list[dict]:
+def chat_loop(
+    model,
+    tokenizer,
+    lines: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+    system: str | None = None,
+    max_new_tokens: int = 128,
+) -> list[dict]:
     """Read user turns from `lines` until `/quit` or the end; answer each; return the last conversation."""
     start = [{"role": "system", "content": system}] if system else []
     messages = list(start)

@@ -51,8 +51,21 @@ from sft_course.output_paths import check_writable_folder
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
 DEFAULT_SAVE_EVERY = 50
 SFT_OPTIONS_FILE = "sft_options.json"  # next to the checkpoint: the options that a --resume must repeat
-RESUME_OPTIONS = ("method", "answers", "model", "lr", "epochs", "batch_size", "rank", "alpha", "people", "seed",
-                  "data", "eval_data", "max_length")
+RESUME_OPTIONS = (
+    "method",
+    "answers",
+    "model",
+    "lr",
+    "epochs",
+    "batch_size",
+    "rank",
+    "alpha",
+    "people",
+    "seed",
+    "data",
+    "eval_data",
+    "max_length",
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -97,8 +110,9 @@ def check_output_folder(out: str | os.PathLike, overwrite: bool = False, flag: s
     out = Path(out)
     check_writable_folder(out, flag)  # a parent that is a file, no permission, a read-only file system
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OptionsError(f"{flag} {out} already exists and is not empty: choose another folder, or add "
-                           "--overwrite to replace it")
+        raise OptionsError(
+            f"{flag} {out} already exists and is not empty: choose another folder, or add --overwrite to replace it"
+        )
 
 
 def write_folder_atomically(out: str | os.PathLike, write, overwrite: bool = False) -> Path:
@@ -146,8 +160,17 @@ def _pretrain(args) -> int:
     summary = {}
 
     def write(folder: Path) -> None:
-        summary.update(pretrain(folder, steps=args.steps, lr=args.lr, seed=args.seed, command=command,
-                                warmup_steps=args.warmup_steps, init_from=args.init_from))
+        summary.update(
+            pretrain(
+                folder,
+                steps=args.steps,
+                lr=args.lr,
+                seed=args.seed,
+                command=command,
+                warmup_steps=args.warmup_steps,
+                init_from=args.init_from,
+            )
+        )
 
     write_folder_atomically(args.out, write, args.overwrite)
     print(json.dumps(summary))
@@ -163,8 +186,12 @@ def _eval(args) -> int:
 
         data = own_data.read_data_file(args.data)
         model, tokenizer = load_model(args.model)
-        print(json.dumps(own_data.evaluate_file(model, tokenizer, data, _max_length(args), args.max_new_tokens),
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                own_data.evaluate_file(model, tokenizer, data, _max_length(args), args.max_new_tokens),
+                ensure_ascii=False,
+            )
+        )
         return 0
     model, tokenizer = load_model(args.model)
     report = evaluate_model(model, tokenizer, n_people=args.eval_people, include_json=not args.no_json)
@@ -197,12 +224,17 @@ def _check_checkpoint_dir(args) -> None:
             raise OptionsError(f"{checkpoint} exists: add --resume to continue that run, or --overwrite to start over")
         return
     if not checkpoint.exists():
-        raise CheckpointError(f"--resume: no checkpoint at {checkpoint} (the run was stopped before its first "
-                              "save, or --checkpoint-dir differs): run the command without --resume")
+        raise CheckpointError(
+            f"--resume: no checkpoint at {checkpoint} (the run was stopped before its first "
+            "save, or --checkpoint-dir differs): run the command without --resume"
+        )
     if options_file.exists():
         saved, now = json.loads(options_file.read_text()), _sft_options(args)
-        differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here" for k in RESUME_OPTIONS
-                  if saved.get(k) != now[k]]
+        differ = [
+            f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here"
+            for k in RESUME_OPTIONS
+            if saved.get(k) != now[k]
+        ]
         if differ:
             raise CheckpointError(f"{checkpoint} is from a run with other options: {'; '.join(differ)}")
 
@@ -222,9 +254,15 @@ def _sft(args) -> int:
             raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
     check_model_folder(args.model or BUNDLED_MODEL_DIR)
 
-    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                         grad_accum_steps=args.grad_accum_steps, seed=args.seed,
-                         checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
+    config = TrainConfig(
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        save_every=args.save_every or 0,
+    )
     rows = training_rows(args.answers, n_people=args.people)
     lora_options = None
     if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training
@@ -241,9 +279,17 @@ def _sft(args) -> int:
         if not args.resume:  # --overwrite: the old run's checkpoint must not be resumed with this run's options
             (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
         (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
-    run = run_sft(answers=args.answers, method=args.method, config=config, lora_options=lora_options,
-                  train_rows=rows, model_name=args.model, n_eval_people=args.eval_people, accelerator=accelerator,
-                  resume=args.resume)
+    run = run_sft(
+        answers=args.answers,
+        method=args.method,
+        config=config,
+        lora_options=lora_options,
+        train_rows=rows,
+        model_name=args.model,
+        n_eval_people=args.eval_people,
+        accelerator=accelerator,
+        resume=args.resume,
+    )
     if not is_main:
         return 0
 
@@ -271,9 +317,15 @@ def _sft_on_file(args) -> int:
         train_data, eval_data, note = own_data.held_out_split(data, seed=args.seed)
     print(f"{args.data}: {len(data)} rows ({data.format} format); held out: {note}", file=sys.stderr)
     check_model_folder(args.model or BUNDLED_MODEL_DIR)
-    config = TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                         grad_accum_steps=args.grad_accum_steps, seed=args.seed,
-                         checkpoint_dir=args.checkpoint_dir, save_every=args.save_every or 0)
+    config = TrainConfig(
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        save_every=args.save_every or 0,
+    )
     lora_options = None
     if args.method == "lora":
         lora_options = default_lora_options(args.rank, args.alpha, train_data.messages, args.model)
@@ -290,14 +342,28 @@ def _sft_on_file(args) -> int:
             (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
         (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
     model, tokenizer = load_model(args.model)
-    run = own_data.run_file_sft(model, tokenizer, train_data, eval_data, method=args.method, config=config,
-                                lora_options=lora_options, max_length=_max_length(args),
-                                max_new_tokens=args.max_new_tokens, held_out_note=note, accelerator=accelerator,
-                                resume=args.resume)
+    run = own_data.run_file_sft(
+        model,
+        tokenizer,
+        train_data,
+        eval_data,
+        method=args.method,
+        config=config,
+        lora_options=lora_options,
+        max_length=_max_length(args),
+        max_new_tokens=args.max_new_tokens,
+        held_out_note=note,
+        accelerator=accelerator,
+        resume=args.resume,
+    )
     if not is_main:
         return 0
-    run.summary.update(grad_accum_steps=args.grad_accum_steps, model=args.model or "bundled", out=str(args.out),
-                       samples_file=str(Path(args.out) / own_data.SAMPLES_FILE))
+    run.summary.update(
+        grad_accum_steps=args.grad_accum_steps,
+        model=args.model or "bundled",
+        out=str(args.out),
+        samples_file=str(Path(args.out) / own_data.SAMPLES_FILE),
+    )
 
     def write(folder: Path) -> None:
         save_model(run.model, run.tokenizer, folder)
@@ -358,14 +424,27 @@ def _bench(args) -> int:
         chosen = [n.strip() for n in names.split(",") if n.strip()]
         unknown = [n for n in chosen if n not in table]
         if unknown:
-            raise SystemExit(f"error: {flag}: unknown configuration {', '.join(unknown)}; choose from {', '.join(table)}")
+            raise SystemExit(
+                f"error: {flag}: unknown configuration {', '.join(unknown)}; choose from {', '.join(table)}"
+            )
         return {n: table[n] for n in chosen}
 
     course, trl = pick(args.course, COURSE_CONFIGS, "--course"), pick(args.trl, TRL_CONFIGS, "--trl")
-    report = run_bench(steps=args.steps, n_people=args.people, eval_people=args.eval_people,
-                       batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, warmup_steps=args.warmup_steps,
-                       repeats=args.repeats, seed=args.seed, model_name=args.model, course_configs=course,
-                       trl_configs=trl, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    report = run_bench(
+        steps=args.steps,
+        n_people=args.people,
+        eval_people=args.eval_people,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        epochs=args.epochs,
+        warmup_steps=args.warmup_steps,
+        repeats=args.repeats,
+        seed=args.seed,
+        model_name=args.model,
+        course_configs=course,
+        trl_configs=trl,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     summary = report["summary"]
     print(format_table(summary))
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
@@ -381,19 +460,31 @@ def _sft_combinations(args) -> str | None:
     if args.method != "lora":
         given = [flag for flag, value in (("--rank", args.rank), ("--alpha", args.alpha)) if value is not None]
         if given:
-            return (f"{' and '.join(given)} {'is a LoRA option' if len(given) == 1 else 'are LoRA options'}, "
-                    "for --method lora only")
+            return (
+                f"{' and '.join(given)} {'is a LoRA option' if len(given) == 1 else 'are LoRA options'}, "
+                "for --method lora only"
+            )
     for flag, value in (("--resume", args.resume), ("--save-every", args.save_every)):
         if value and not args.checkpoint_dir:
             return f"{flag} needs --checkpoint-dir DIR"
     if args.data is None:
-        given = [flag for flag, value in (("--eval-data", args.eval_data), ("--max-length", args.max_length),
-                                          ("--max-new-tokens", args.max_new_tokens)) if value is not None]
+        given = [
+            flag
+            for flag, value in (
+                ("--eval-data", args.eval_data),
+                ("--max-length", args.max_length),
+                ("--max-new-tokens", args.max_new_tokens),
+            )
+            if value is not None
+        ]
         if given:
             return f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --data FILE"
     else:
-        given = [flag for flag, value in (("--people", args.people), ("--eval-people", args.eval_people))
-                 if value is not None]
+        given = [
+            flag
+            for flag, value in (("--people", args.people), ("--eval-people", args.eval_people))
+            if value is not None
+        ]
         if given:
             return f"{' and '.join(given)} choose the world's people: not with --data FILE"
     if args.checkpoint_dir:
@@ -401,8 +492,10 @@ def _sft_combinations(args) -> str | None:
         if ckpt == out or out in ckpt.parents:
             return "--checkpoint-dir must be outside --out (the model folder is replaced when the run ends)"
     if args.grad_accum_steps is not None and args.batch_size % args.grad_accum_steps:
-        return (f"--batch-size ({args.batch_size}) must be divisible by --grad-accum-steps ({args.grad_accum_steps}): "
-                "each optimizer step is that many micro-batches of equal size")
+        return (
+            f"--batch-size ({args.batch_size}) must be divisible by --grad-accum-steps ({args.grad_accum_steps}): "
+            "each optimizer step is that many micro-batches of equal size"
+        )
     # defaults that depend on the model, the method or --checkpoint-dir
     from sft_course.experiment import default_lr, is_bundled_model
 
@@ -448,9 +541,11 @@ def _pretrain_combinations(args) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sft-course", description=__doc__.split("\n\n")[0],
-                                     epilog="Exit status: 0 done, 1 an error in one line, 2 bad arguments, "
-                                            "130/143 interrupted.")
+    parser = argparse.ArgumentParser(
+        prog="sft-course",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 done, 1 an error in one line, 2 bad arguments, 130/143 interrupted.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train the bundled base model from scratch")
@@ -459,8 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=PRETRAIN_STEPS)
     p.add_argument("--lr", type=positive_float, default=PRETRAIN_LR)
     p.add_argument("--warmup-steps", type=non_negative_int, default=PRETRAIN_WARMUP_STEPS)
-    p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="seed of initialisation and data order (the world is fixed)")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of initialisation and data order (the world is fixed)"
+    )
     p.add_argument("--init-from", default=None, help="continue pre-training this saved model (a second stage)")
     p.set_defaults(func=_pretrain, combinations=_pretrain_combinations, parser=p)
 
@@ -472,75 +568,142 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_validate, parser=p)
 
-    p = sub.add_parser("sft", help="fine-tune a model on your JSONL file (--data) or the world's QA data; the last "
-                       "line printed is one JSON object")
-    p.add_argument("--data", default=None, help="a JSONL file of your examples in one of five formats: "
-                   "instruction/response, messages, prompt/completion, Alpaca instruction/input/output, ShareGPT "
-                   "conversations (default: the world's questions)")
-    p.add_argument("--eval-data", default=None, help="a JSONL file to evaluate on (default: a seeded 10%% of --data "
-                   "held out)")
-    p.add_argument("--max-length", type=positive_int, default=None,
-                   help="with --data: tokens per example (default 128 on the bundled model, 512 on any other)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=None,
-                   help="with --data: tokens per held-out answer (default: the longest reference plus 16, at most 256)")
+    p = sub.add_parser(
+        "sft",
+        help="fine-tune a model on your JSONL file (--data) or the world's QA data; the last "
+        "line printed is one JSON object",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a JSONL file of your examples in one of five formats: "
+        "instruction/response, messages, prompt/completion, Alpaca instruction/input/output, ShareGPT "
+        "conversations (default: the world's questions)",
+    )
+    p.add_argument(
+        "--eval-data", default=None, help="a JSONL file to evaluate on (default: a seeded 10%% of --data held out)"
+    )
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="with --data: tokens per example (default 128 on the bundled model, 512 on any other)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="with --data: tokens per held-out answer (default: the longest reference plus 16, at most 256)",
+    )
     p.add_argument("--method", choices=METHODS, default="full")
     p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
-    p.add_argument("--out", required=True, help="folder to save the fine-tuned model (Hugging Face format); "
-                   "written at the end, refused if not empty (see --overwrite)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a non-empty --out (once the new model is saved) or a checkpoint in --checkpoint-dir")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to save the fine-tuned model (Hugging Face format); "
+        "written at the end, refused if not empty (see --overwrite)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --out (once the new model is saved) or a checkpoint in --checkpoint-dir",
+    )
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: the bundled model "
-                   + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items()) + "; any other model "
-                   + ", ".join(f"{lr:g} {method}" for method, lr in PRETRAINED_LEARNING_RATES.items()) + ")")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="peak learning rate (default: the bundled model "
+        + ", ".join(f"{lr:g} {method}" for method, lr in LEARNING_RATES.items())
+        + "; any other model "
+        + ", ".join(f"{lr:g} {method}" for method, lr in PRETRAINED_LEARNING_RATES.items())
+        + ")",
+    )
     p.add_argument("--epochs", type=positive_float, default=EPOCHS)
     p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="examples per optimizer step")
-    p.add_argument("--grad-accum-steps", type=positive_int, default=None,
-                   help="micro-batches per optimizer step, their gradients accumulated (--batch-size must divide by "
-                        "it; default: 1 for the bundled model, micro-batches of at most "
-                        f"{MICRO_BATCH_SIZE} examples for any other)")
+    p.add_argument(
+        "--grad-accum-steps",
+        type=positive_int,
+        default=None,
+        help="micro-batches per optimizer step, their gradients accumulated (--batch-size must divide by "
+        "it; default: 1 for the bundled model, micro-batches of at most "
+        f"{MICRO_BATCH_SIZE} examples for any other)",
+    )
     p.add_argument("--rank", type=positive_int, default=None, help=f"LoRA rank (default {LORA_RANK})")
     p.add_argument("--alpha", type=positive_float, default=None, help=f"LoRA alpha (default {LORA_ALPHA:g})")
-    p.add_argument("--people", type=people_count, default=None,
-                   help=f"train on the questions about the first N training people only (1..{PEOPLE_PER_SPLIT}, "
-                        "default: all)")
-    p.add_argument("--eval-people", type=people_count, default=None,
-                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all)")
+    p.add_argument(
+        "--people",
+        type=people_count,
+        default=None,
+        help=f"train on the questions about the first N training people only (1..{PEOPLE_PER_SPLIT}, default: all)",
+    )
+    p.add_argument(
+        "--eval-people",
+        type=people_count,
+        default=None,
+        help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all)",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--checkpoint-dir", default=None,
-                   help="save a checkpoint (model, optimizer, step, history) in this folder while training")
-    p.add_argument("--save-every", type=positive_int, default=None,
-                   help=f"optimizer steps between checkpoints (default {DEFAULT_SAVE_EVERY}; the last step always)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted run whose checkpoint is in --checkpoint-dir (same options)")
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="save a checkpoint (model, optimizer, step, history) in this folder while training",
+    )
+    p.add_argument(
+        "--save-every",
+        type=positive_int,
+        default=None,
+        help=f"optimizer steps between checkpoints (default {DEFAULT_SAVE_EVERY}; the last step always)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run whose checkpoint is in --checkpoint-dir (same options)",
+    )
     p.add_argument("--accelerate", action="store_true", help="use accelerate (run under `accelerate launch`)")
     p.set_defaults(func=_sft, combinations=_sft_combinations, parser=p)
 
-    p = sub.add_parser("bench", help="the course's loop against TRL's SFTTrainer, same setup; last line: one JSON object")
-    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps per run (default: --epochs of the data)")
+    p = sub.add_parser(
+        "bench", help="the course's loop against TRL's SFTTrainer, same setup; last line: one JSON object"
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="optimizer steps per run (default: --epochs of the data)"
+    )
     p.add_argument("--epochs", type=positive_float, default=2.0)
     p.add_argument("--people", type=people_count, default=None, help="train on the first N training people only")
     p.add_argument("--eval-people", type=people_count, default=100, help="held-out people to score")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=6e-4)
     p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed steps of each configuration first")
-    p.add_argument("--repeats", type=positive_int, default=1, help="timed runs of each configuration (medians reported)")
+    p.add_argument(
+        "--repeats", type=positive_int, default=1, help="timed runs of each configuration (medians reported)"
+    )
     p.add_argument("--course", default=None, help="comma-separated course configurations (default: all)")
     p.add_argument("--trl", default=None, help="comma-separated TRL configurations (default: all)")
     p.add_argument("--model", default=None, help="base model folder or hub id (default: the bundled model)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_bench, parser=p)
 
-    p = sub.add_parser("eval", help="evaluate a model folder on your JSONL file (--data) or the world's questions; "
-                       "the last line printed is one JSON object")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model folder on your JSONL file (--data) or the world's questions; "
+        "the last line printed is one JSON object",
+    )
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
-    p.add_argument("--data", default=None, help="a JSONL file in any of sft's five formats: loss, stop rate and "
-                   "exact match on every row")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a JSONL file in any of sft's five formats: loss, stop rate and exact match on every row",
+    )
     p.add_argument("--max-length", type=positive_int, default=None, help="with --data: tokens per example")
     p.add_argument("--max-new-tokens", type=positive_int, default=None, help="with --data: tokens per answer")
-    p.add_argument("--eval-people", type=people_count, default=None,
-                   help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all), "
-                        "as in `sft --eval-people`")
+    p.add_argument(
+        "--eval-people",
+        type=people_count,
+        default=None,
+        help=f"people per split to evaluate, a seeded sample (1..{PEOPLE_PER_SPLIT}, default: all), "
+        "as in `sft --eval-people`",
+    )
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
     p.set_defaults(func=_eval, combinations=_eval_combinations, parser=p)
 

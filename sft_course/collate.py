@@ -67,7 +67,7 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 
     order = list(range(len(lengths)))
     rng.shuffle(order)
     order.sort(key=lambda i: lengths[i])  # stable: ties keep their shuffled order
-    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -78,8 +78,10 @@ def first_fit(lengths: Sequence[int], max_length: int) -> list[list[int]]:
     room: list[int] = []
     for i, n in enumerate(lengths):
         if n > max_length:
-            raise ValueError(f"example {i} has {n} tokens, more than max_length={max_length}: "
-                             "truncate or drop it first (see masking.tokenize_examples)")
+            raise ValueError(
+                f"example {i} has {n} tokens, more than max_length={max_length}: "
+                "truncate or drop it first (see masking.tokenize_examples)"
+            )
         for r, free in enumerate(room):
             if n <= free:
                 rows[r].append(i)
@@ -129,8 +131,9 @@ def packed_attention_mask(position_ids: torch.Tensor, dtype: torch.dtype = torch
     return mask[:, None]
 
 
-def collate_packed(rows: Sequence[dict], pad_token_id: int, explicit_mask: bool = False,
-                   mask_dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def collate_packed(
+    rows: Sequence[dict], pad_token_id: int, explicit_mask: bool = False, mask_dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """Tensors `input_ids`, `labels`, `position_ids` for packed rows, right-padded to the longest row.
 
     No `attention_mask` by default, on purpose: given position ids and no mask (and no cache: call the model

@@ -31,8 +31,7 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
-def contamination_report(train_texts: Iterable[str], eval_texts: list[str], n: int = 8,
-                         threshold: float = 0.5) -> dict:
+def contamination_report(train_texts: Iterable[str], eval_texts: list[str], n: int = 8, threshold: float = 0.5) -> dict:
     """For each evaluation text, the share of its word n-grams found in any training text.
 
     Returns `overlap` (one share per evaluation text), `flagged` (indices of texts whose share is at least
@@ -49,5 +48,10 @@ def contamination_report(train_texts: Iterable[str], eval_texts: list[str], n: i
         grams = ngrams(text, n)
         overlap.append(len(grams & seen) / len(grams) if grams else 0.0)
     flagged = [i for i, share in enumerate(overlap) if share >= threshold]
-    return {"n": n, "threshold": threshold, "overlap": overlap, "flagged": flagged,
-            "contaminated_rate": len(flagged) / len(eval_texts) if eval_texts else 0.0}
+    return {
+        "n": n,
+        "threshold": threshold,
+        "overlap": overlap,
+        "flagged": flagged,
+        "contaminated_rate": len(flagged) / len(eval_texts) if eval_texts else 0.0,
+    }

@@ -54,8 +54,13 @@ DATA_SHUFFLE_SEED = 1234
 
 
 def _response_field(fmt: str) -> str:
-    return {SEED: "response", PROMPT_COMPLETION: "completion", MESSAGES: "messages", ALPACA: "output",
-            SHAREGPT: "conversations"}[fmt]
+    return {
+        SEED: "response",
+        PROMPT_COMPLETION: "completion",
+        MESSAGES: "messages",
+        ALPACA: "output",
+        SHAREGPT: "conversations",
+    }[fmt]
 
 
 def _dedup_key(messages: list[dict]) -> str:
@@ -97,12 +102,18 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
         elif fmt != file_format[0]:
             raise DataValidationError(
                 f"a row in the {fmt} format, but line {file_format[1]} is in the {file_format[0]} format: one format "
-                "per file (split the file, or convert the rows)", path, number)
+                "per file (split the file, or convert the rows)",
+                path,
+                number,
+            )
         key = _dedup_key(messages)
         if key in first_line_of:
             raise DataValidationError(
                 f"duplicate example: line {number} repeats the prompt and response of line {first_line_of[key]}",
-                path, number, _response_field(fmt))
+                path,
+                number,
+                _response_field(fmt),
+            )
         first_line_of[key] = number
         yield number, fmt, row, messages
 
@@ -173,8 +184,9 @@ def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLi
     try:
         return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
     except ValueError as error:
-        raise ValueError(f"load_sft_dataset: the files' columns have incompatible types ({error}); "
-                         "load them separately") from None
+        raise ValueError(
+            f"load_sft_dataset: the files' columns have incompatible types ({error}); load them separately"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -184,8 +196,11 @@ def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLi
 FILTER_REASONS = ("invalid", "empty", "duplicate", "too_long")
 
 
-def filter_examples(rows: Iterable[dict], tokenizer=None, max_length: int | None = None,
-                    ) -> tuple[list[dict], dict[str, int]]:
+def filter_examples(
+    rows: Iterable[dict],
+    tokenizer=None,
+    max_length: int | None = None,
+) -> tuple[list[dict], dict[str, int]]:
     """Keep the usable rows; return `(kept, report)` with how many were removed for each reason.
 
     Reasons, checked in this order: `invalid` (not a row of an accepted format: missing or non-string field,
@@ -280,8 +295,9 @@ def make_sft_data(out_dir: str | os.PathLike = "data/sft", world: World | None =
     train_people, held_out_people = world.split(TRAIN_SPLIT), world.split(HELD_OUT_SPLIT)
 
     train_questions = _shuffled(
-        [(p, a, i) for p in train_people for a in ATTRIBUTES
-         for i in range(len(QUESTION_TEMPLATES[a]["trained"]))], DATA_SHUFFLE_SEED)
+        [(p, a, i) for p in train_people for a in ATTRIBUTES for i in range(len(QUESTION_TEMPLATES[a]["trained"]))],
+        DATA_SHUFFLE_SEED,
+    )
 
     def eval_rows(people: list[Person]) -> list[dict]:
         rows = []

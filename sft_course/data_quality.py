@@ -67,10 +67,16 @@ def add_label_noise(rows: list[dict], fraction: float, seed: int = 0) -> tuple[l
     chosen = rng.sample(facts, round(fraction * len(facts)))
     true_values = {(r["person"], r["attribute"]): r["answer"] for r in rows}
     wrong = {fact: wrong_value(fact[1], true_values[fact], rng) for fact in chosen}
-    out = [_with_answer(r, wrong[(r["person"], r["attribute"])], i) if (r["person"], r["attribute"]) in wrong else dict(r)
-           for i, r in enumerate(rows)]
-    report = {"facts": len(facts), "noisy_facts": len(wrong), "rows": len(out),
-              "noisy_rows": sum(bool(r.get("noisy")) for r in out)}
+    out = [
+        _with_answer(r, wrong[(r["person"], r["attribute"])], i) if (r["person"], r["attribute"]) in wrong else dict(r)
+        for i, r in enumerate(rows)
+    ]
+    report = {
+        "facts": len(facts),
+        "noisy_facts": len(wrong),
+        "rows": len(out),
+        "noisy_rows": sum(bool(r.get("noisy")) for r in out),
+    }
     return out, report
 
 
@@ -92,11 +98,13 @@ def one_template(rows: list[dict], paraphrase: int = 0) -> tuple[list[dict], dic
         instruction = templates[paraphrase].format(name=r["person"])
         rewritten += instruction != r["instruction"]
         out.append({**r, "instruction": instruction, "paraphrase": paraphrase, "question_kind": "trained"})
-    report = {"rows": len(out), "rewritten": rewritten,
-              "distinct_instructions_before": len({r["instruction"] for r in rows}),
-              "distinct_instructions_after": len({r["instruction"] for r in out})}
+    report = {
+        "rows": len(out),
+        "rewritten": rewritten,
+        "distinct_instructions_before": len({r["instruction"] for r in rows}),
+        "distinct_instructions_after": len({r["instruction"] for r in out}),
+    }
     return out, report
-
 
 
 def noisy_label_detection(rows: list[dict], losses: list[float], n_flagged: int) -> dict:
@@ -118,6 +126,10 @@ def noisy_label_detection(rows: list[dict], losses: list[float], n_flagged: int)
     def mean(values):
         return sum(values) / len(values)
 
-    return {"flagged": flagged, "precision": mean([noisy[i] for i in flagged]), "noisy_share": mean(noisy),
-            "noisy_loss": mean([v for v, n in zip(losses, noisy) if n]),
-            "clean_loss": mean([v for v, n in zip(losses, noisy) if not n])}
+    return {
+        "flagged": flagged,
+        "precision": mean([noisy[i] for i in flagged]),
+        "noisy_share": mean(noisy),
+        "noisy_loss": mean([v for v, n in zip(losses, noisy) if n]),
+        "clean_loss": mean([v for v, n in zip(losses, noisy) if not n]),
+    }

@@ -27,8 +27,10 @@ def per_token_answer_loss(model, tokenizer, messages: list[dict]) -> list[tuple[
     targets = labels[0, 1:]
     keep = targets != IGNORE_INDEX
     tokens = tokenizer.convert_ids_to_tokens(targets[keep].tolist())
-    return [(tokenizer.convert_tokens_to_string([t]) if t not in (IM_START, IM_END) else t, float(v))
-            for t, v in zip(tokens, losses[keep].tolist())]
+    return [
+        (tokenizer.convert_tokens_to_string([t]) if t not in (IM_START, IM_END) else t, float(v))
+        for t, v in zip(tokens, losses[keep].tolist())
+    ]
 
 
 def end_of_turn_loss(model, tokenizer, messages_list: list[list[dict]]) -> dict:

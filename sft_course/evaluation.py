@@ -87,14 +87,21 @@ def _paraphrase_index(paraphrase, i: int, n: int) -> int:
     """Which wording question `i` uses: a fixed index, `"rotate"` (all `n` in turn), or a sequence in turn."""
     if paraphrase == "rotate":
         return i % n
-    choices = [paraphrase] if isinstance(paraphrase, int) else list(paraphrase) if isinstance(paraphrase, (list, tuple)) else []
+    choices = (
+        [paraphrase]
+        if isinstance(paraphrase, int)
+        else list(paraphrase)
+        if isinstance(paraphrase, (list, tuple))
+        else []
+    )
     if not choices or not all(isinstance(c, int) and 0 <= c < n for c in choices):
         raise ValueError(f"paraphrase must be 'rotate', an index below {n} or a list of them, got {paraphrase!r}")
     return choices[i % len(choices)]
 
 
-def few_shot_turns(world: World, person: Person, attribute: str, n_shots: int, kind: str = "trained",
-                   seed: int = 0) -> list[dict]:
+def few_shot_turns(
+    world: World, person: Person, attribute: str, n_shots: int, kind: str = "trained", seed: int = 0
+) -> list[dict]:
     """`n_shots` solved examples as earlier chat turns: the same kind of question about other people.
 
     The shots are training-split people other than `person`, drawn with a seed that depends on the person,
@@ -105,13 +112,22 @@ def few_shot_turns(world: World, person: Person, attribute: str, n_shots: int, k
     turns = []
     for i, shot in enumerate(rng.sample(pool, n_shots)):
         n = len(QUESTION_TEMPLATES[attribute][kind])
-        turns += [{"role": "user", "content": question(shot, attribute, i % n, kind)},
-                  {"role": "assistant", "content": canonical_sentence(shot, attribute)}]
+        turns += [
+            {"role": "user", "content": question(shot, attribute, i % n, kind)},
+            {"role": "assistant", "content": canonical_sentence(shot, attribute)},
+        ]
     return turns
 
 
-def qa_prompts(tokenizer, pairs: list[tuple[Person, str]], kind: str = "trained", paraphrase: int | str | list = 0,
-               n_shots: int = 0, world: World | None = None, seed: int = 0) -> list[str]:
+def qa_prompts(
+    tokenizer,
+    pairs: list[tuple[Person, str]],
+    kind: str = "trained",
+    paraphrase: int | str | list = 0,
+    n_shots: int = 0,
+    world: World | None = None,
+    seed: int = 0,
+) -> list[str]:
     """Chat prompts asking about each `(person, attribute)`, optionally after `n_shots` few-shot turns."""
     if n_shots and world is None:
         world = make_world()
@@ -127,9 +143,18 @@ def qa_prompts(tokenizer, pairs: list[tuple[Person, str]], kind: str = "trained"
     return prompts
 
 
-def qa_report(model, tokenizer, people: list[Person], kind: str = "trained", paraphrase: int | str | list = 0,
-                attributes=ATTRIBUTES, max_new_tokens: int = 24, n_shots: int = 0, world: World | None = None,
-                **generate_kwargs) -> dict:
+def qa_report(
+    model,
+    tokenizer,
+    people: list[Person],
+    kind: str = "trained",
+    paraphrase: int | str | list = 0,
+    attributes=ATTRIBUTES,
+    max_new_tokens: int = 24,
+    n_shots: int = 0,
+    world: World | None = None,
+    **generate_kwargs,
+) -> dict:
     """Ask every attribute of every person in chat format; score with `score_answers`.
 
     `kind` picks trained or unseen question wordings; `paraphrase` one of them by index, `"rotate"` to cycle
@@ -145,9 +170,17 @@ def qa_report(model, tokenizer, people: list[Person], kind: str = "trained", par
 FEW_SHOT_TEXT_STYLES = ("question", "cloze")
 
 
-def few_shot_text_prompt(world: World, person: Person, attribute: str, n_shots: int, style: str = "question",
-                         kind: str = "trained", paraphrase: int = 0, seed: int = 0,
-                         separator: str = END_OF_TEXT) -> str:
+def few_shot_text_prompt(
+    world: World,
+    person: Person,
+    attribute: str,
+    n_shots: int,
+    style: str = "question",
+    kind: str = "trained",
+    paraphrase: int = 0,
+    seed: int = 0,
+    separator: str = END_OF_TEXT,
+) -> str:
     """A few-shot prompt in plain text, no chat tokens: the format of pre-training, not of a chat.
 
     The shots are the same training-split people as `few_shot_turns` (same seed), each solved in the
@@ -184,14 +217,22 @@ def text_answer(prompt: str, continuation: str, style: str) -> dict:
     if style == "cloze":
         start = max(prompt.rfind(". "), prompt.rfind("? "), prompt.rfind(END_OF_TEXT))
         start = -1 if start < 0 else start + (len(END_OF_TEXT) if prompt.startswith(END_OF_TEXT, start) else 2)
-        continuation = prompt[start if start >= 0 else 0:] + continuation
+        continuation = prompt[start if start >= 0 else 0 :] + continuation
     answer = first_sentence(continuation.strip())
     return {"text": answer, "stopped": answer.endswith(".") or "\n" in continuation}
 
 
-def few_shot_text_accuracy(model, tokenizer, people: list[Person], n_shots: int = 3, style: str = "question",
-                           world: World | None = None, attributes=ATTRIBUTES, max_new_tokens: int = 24,
-                           seed: int = 0) -> dict:
+def few_shot_text_accuracy(
+    model,
+    tokenizer,
+    people: list[Person],
+    n_shots: int = 3,
+    style: str = "question",
+    world: World | None = None,
+    attributes=ATTRIBUTES,
+    max_new_tokens: int = 24,
+    seed: int = 0,
+) -> dict:
     """Ask every attribute of every person with a plain-text few-shot prompt; score the first sentence.
 
     Scored by `score_answers`, a complete first sentence counting as a stop (plain text has no end of turn): an answer is
@@ -241,8 +282,9 @@ def perplexity_by_position(model, tokenizer, texts: list[str]) -> dict:
         if len(ids) < 2:
             raise ValueError(f"text too short to predict a token: {text!r}")
         logits = model(input_ids=torch.tensor([ids], device=model.device)).logits[0, :-1].float()
-        losses = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:], device=model.device),
-                                                   reduction="none").tolist()
+        losses = torch.nn.functional.cross_entropy(
+            logits, torch.tensor(ids[1:], device=model.device), reduction="none"
+        ).tolist()
         for i, loss in enumerate(losses, start=1):
             groups["all"].append(loss)
             groups["first_sentence" if in_first[i] else "rest"].append(loss)
@@ -253,8 +295,6 @@ def perplexity_by_position(model, tokenizer, texts: list[str]) -> dict:
         report[name] = math.exp(sum(values) / len(values)) if values else float("nan")
         report[f"{name}_tokens"] = len(values)
     return report
-
-
 
 
 def json_task(model, tokenizer, people: list[Person], max_new_tokens: int = 96, **generate_kwargs) -> dict:
@@ -278,9 +318,17 @@ def sample_people(world: World, n_people: int | None, seed: int = 0) -> tuple[li
     return rng.sample(seen, min(n_people, len(seen))), rng.sample(held_out, min(n_people, len(held_out)))
 
 
-def evaluate_model(model, tokenizer, world: World | None = None, n_people: int | None = 200,
-                   include_json: bool = True, n_shots: int = 3, seed: int = 0,
-                   seen: list[Person] | None = None, held_out: list[Person] | None = None) -> dict:
+def evaluate_model(
+    model,
+    tokenizer,
+    world: World | None = None,
+    n_people: int | None = 200,
+    include_json: bool = True,
+    n_shots: int = 3,
+    seed: int = 0,
+    seen: list[Person] | None = None,
+    held_out: list[Person] | None = None,
+) -> dict:
     """Every headline figure of the course for one model, as a flat dict of numbers.
 
     `n_people` people per split (a seeded sample; None for all) keep it fast on a CPU. Pass `seen` to score
@@ -331,15 +379,26 @@ def evaluate_model(model, tokenizer, world: World | None = None, n_people: int |
     }
     if n_shots:
         few = qa_report(model, tokenizer, held_out, n_shots=n_shots, world=world)
-        report.update({"few_shot_held_out_accuracy": few["accuracy"], "few_shot_accuracy": few["accuracy"],
-                       "few_shot_stop_rate": few["stop_rate"],
-                       "few_shot_confident_wrong_rate": few["confident_wrong_rate"],
-                       "few_shot_lenient_accuracy": few["lenient_accuracy"]})
+        report.update(
+            {
+                "few_shot_held_out_accuracy": few["accuracy"],
+                "few_shot_accuracy": few["accuracy"],
+                "few_shot_stop_rate": few["stop_rate"],
+                "few_shot_confident_wrong_rate": few["confident_wrong_rate"],
+                "few_shot_lenient_accuracy": few["lenient_accuracy"],
+            }
+        )
         for style in FEW_SHOT_TEXT_STYLES:
             text = few_shot_text_accuracy(model, tokenizer, held_out, n_shots, style, world, seed=seed)
             report[f"few_shot_{'text' if style == 'question' else style}_accuracy"] = text["accuracy"]
     if include_json:
         js = json_task(model, tokenizer, held_out[:50])
-        report.update({"json_valid_rate": js["json_valid_rate"], "json_format_compliance": js["format_compliance"],
-                       "json_exact_match": js["exact_match"], "json_field_accuracy": js["field_accuracy"]})
+        report.update(
+            {
+                "json_valid_rate": js["json_valid_rate"],
+                "json_format_compliance": js["format_compliance"],
+                "json_exact_match": js["exact_match"],
+                "json_field_accuracy": js["field_accuracy"],
+            }
+        )
     return {k: round(v, 4) for k, v in report.items()}

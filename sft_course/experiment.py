@@ -17,8 +17,7 @@ from transformers import AutoTokenizer
 
 from sft_course.accounting import trainable_parameters
 from sft_course.data import read_examples
-from sft_course.defaults import (ANSWER_STYLES, LEARNING_RATES, LORA_ALPHA, LORA_RANK, METHODS,
-                                 PRETRAINED_LEARNING_RATES)
+from sft_course.defaults import ANSWER_STYLES, LEARNING_RATES, LORA_ALPHA, LORA_RANK, METHODS, PRETRAINED_LEARNING_RATES
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.formats import to_messages
 from sft_course.lora import add_lora, new_token_ids
@@ -28,8 +27,18 @@ from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
 SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
-__all__ = ["ANSWER_STYLES", "METHODS", "SFTRun", "default_lora_options", "default_lr", "eval_loss_rows", "evaluate_accuracy",
-           "finetune", "run_sft", "training_rows"]
+__all__ = [
+    "ANSWER_STYLES",
+    "METHODS",
+    "SFTRun",
+    "default_lora_options",
+    "default_lr",
+    "eval_loss_rows",
+    "evaluate_accuracy",
+    "finetune",
+    "run_sft",
+    "training_rows",
+]
 
 
 def is_bundled_model(model_name) -> bool:
@@ -59,7 +68,9 @@ class SFTRun:
     data_report: dict = field(default_factory=dict)
 
 
-def training_rows(answers: str = "sentence", n_people: int | None = None, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
+def training_rows(
+    answers: str = "sentence", n_people: int | None = None, data_dir: str | Path = SFT_DATA_DIR
+) -> list[dict]:
     """The training file of one answer style, optionally only the rows about the first `n_people` people."""
     if answers not in ANSWER_STYLES:
         raise ValueError(f"answers must be one of {ANSWER_STYLES}, got {answers!r}")
@@ -73,13 +84,20 @@ def training_rows(answers: str = "sentence", n_people: int | None = None, data_d
 def eval_loss_rows(answers: str = "sentence", n_people: int = 100, data_dir: str | Path = SFT_DATA_DIR) -> list[dict]:
     """Held-out people's questions (trained wording) answered in the same style, for the eval loss curve."""
     keep = {p.name for p in make_world().split(HELD_OUT_SPLIT)[:n_people]}
-    rows = [r for r in read_examples(Path(data_dir) / "eval_held_out.jsonl")
-            if r["person"] in keep and r["question_kind"] == "trained"]
+    rows = [
+        r
+        for r in read_examples(Path(data_dir) / "eval_held_out.jsonl")
+        if r["person"] in keep and r["question_kind"] == "trained"
+    ]
     return [dict(r, response=r["response"] if answers == "sentence" else r["answer"]) for r in rows]
 
 
-def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_rows: Iterable | None = None,
-                         model_name: str | os.PathLike | None = None) -> dict:
+def default_lora_options(
+    rank: int = LORA_RANK,
+    alpha: float = LORA_ALPHA,
+    sft_rows: Iterable | None = None,
+    model_name: str | os.PathLike | None = None,
+) -> dict:
     """The LoRA options of `sft-course sft --method lora`: rank, alpha, and which embedding rows to train.
 
     For the bundled model, whose pre-training text is known (the world's biographies), every token that the
@@ -94,9 +112,18 @@ def default_lora_options(rank: int = LORA_RANK, alpha: float = LORA_ALPHA, sft_r
     return options
 
 
-def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch_size: int = 32, seed: int = 0,
-             lora_options: dict | None = None, progress: bool = False,
-             lr_multipliers: dict | None = None) -> tuple[object, TrainResult]:
+def finetune(
+    base,
+    tokenizer,
+    examples: list[dict],
+    steps: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    lora_options: dict | None = None,
+    progress: bool = False,
+    lr_multipliers: dict | None = None,
+) -> tuple[object, TrainResult]:
     """A short run of exactly `steps` optimizer steps on a copy of `base` (left untouched); `(model, result)`.
 
     `examples` are tokenized; `lora_options` (the keyword arguments of `add_lora`) wrap the copy with LoRA
@@ -107,8 +134,14 @@ def finetune(base, tokenizer, examples: list[dict], steps: int, lr: float, batch
     model = copy.deepcopy(base)
     if lora_options is not None:
         model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
-    config = TrainConfig(lr=lr, total_steps=steps, batch_size=batch_size, seed=seed, eval_every=0,
-                         lr_multipliers=dict(lr_multipliers or {}))
+    config = TrainConfig(
+        lr=lr,
+        total_steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=0,
+        lr_multipliers=dict(lr_multipliers or {}),
+    )
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 
@@ -147,8 +180,16 @@ def run_sft(
     eval_examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in eval_loss_rows(answers)], max_length)
     if method == "lora":
         model = add_lora(model, tokenizer, **(lora_options or {}))
-    result = train(model, examples, tokenizer.pad_token_id, config, eval_examples=eval_examples,
-                   progress=progress, accelerator=accelerator, resume=resume)
+    result = train(
+        model,
+        examples,
+        tokenizer.pad_token_id,
+        config,
+        eval_examples=eval_examples,
+        progress=progress,
+        accelerator=accelerator,
+        resume=resume,
+    )
     summary = {
         "method": method,
         "answers": answers,

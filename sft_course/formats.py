@@ -31,8 +31,9 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 class DataValidationError(DataError):
     """A bad example: `path` and 1-based `line` say where (None for a row not read from a file), `field` what."""
 
-    def __init__(self, problem: str, path: str | os.PathLike | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(
+        self, problem: str, path: str | os.PathLike | None = None, line: int | None = None, field: str | None = None
+    ):
         self.problem = problem
         self.path = None if path is None else str(path)
         self.line = line
@@ -69,8 +70,9 @@ def _string(row: dict, key: str, field: str | None = None, what: str | None = No
     return value
 
 
-def _check_turns(items, field: str, role_key: str, content_key: str, roles: dict[str, str], noun: str,
-                 role_noun: str) -> list[dict]:
+def _check_turns(
+    items, field: str, role_key: str, content_key: str, roles: dict[str, str], noun: str, role_noun: str
+) -> list[dict]:
     """A list of turns as chat messages: `item[role_key]` (one of `roles`, mapped to its chat role) and
     `item[content_key]`; problems name `field[i].role_key` or `field[i].content_key`."""
     if not isinstance(items, list):
@@ -109,8 +111,11 @@ def row_format(row) -> str:
         return ALPACA
     if "instruction" in row or "response" in row:
         return SEED
-    raise RowProblem(None, "unknown format: expected fields instruction/response, prompt/completion, messages, "
-                            f"instruction/input/output or conversations, got {', '.join(sorted(row)) or 'none'}")
+    raise RowProblem(
+        None,
+        "unknown format: expected fields instruction/response, prompt/completion, messages, "
+        f"instruction/input/output or conversations, got {', '.join(sorted(row)) or 'none'}",
+    )
 
 
 def _sharegpt_messages(conversations) -> list[dict]:
@@ -153,8 +158,10 @@ def row_messages(row) -> tuple[str, list[dict]]:
     if not any(m["role"] == "assistant" for m in messages):
         raise RowProblem(field, "no assistant turn: nothing to train on")
     if messages[-1]["role"] != "assistant":
-        raise RowProblem(f"{field}[{len(messages) - 1}].{last}",
-                          "the last message must be the assistant's (it is the response trained on)")
+        raise RowProblem(
+            f"{field}[{len(messages) - 1}].{last}",
+            "the last message must be the assistant's (it is the response trained on)",
+        )
     if not any(m["role"] == "user" for m in messages):
         raise RowProblem(field, "no user turn: nothing to respond to")
     return fmt, messages
@@ -166,4 +173,3 @@ def to_messages(row: dict) -> list[dict]:
         return row_messages(row)[1]
     except RowProblem as problem:
         raise DataValidationError(problem.problem, field=problem.field) from None
-

@@ -52,8 +52,9 @@ def generate(
     results = []
     try:
         for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
+            batch = tokenizer(
+                prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
             out = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -68,10 +69,14 @@ def generate(
                 stop_at = next((i for i, t in enumerate(row) if t in stops), None)
                 kept = row if stop_at is None else row[:stop_at]
                 stop = None if stop_at is None else row[stop_at]
-                results.append({"text": tokenizer.decode(kept, skip_special_tokens=True),
-                                "stopped": stop is not None and stop == end_of_turn,
-                                "ended_document": stop is not None and stop != end_of_turn,
-                                "stop_token": None if stop is None else tokenizer.convert_ids_to_tokens(stop)})
+                results.append(
+                    {
+                        "text": tokenizer.decode(kept, skip_special_tokens=True),
+                        "stopped": stop is not None and stop == end_of_turn,
+                        "ended_document": stop is not None and stop != end_of_turn,
+                        "stop_token": None if stop is None else tokenizer.convert_ids_to_tokens(stop),
+                    }
+                )
     finally:
         tokenizer.padding_side = old_side
     return results

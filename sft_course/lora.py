@@ -65,7 +65,9 @@ def add_lora(
         token_ids = sorted(set(token_ids) | set(chat_ids))
     vocab = model.get_input_embeddings().weight.shape[0]
     if any(not 0 <= i < vocab for i in token_ids):
-        raise ValueError(f"train_tokens must be token ids in [0, {vocab}), got {[i for i in token_ids if not 0 <= i < vocab]}")
+        raise ValueError(
+            f"train_tokens must be token ids in [0, {vocab}), got {[i for i in token_ids if not 0 <= i < vocab]}"
+        )
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,

@@ -62,9 +62,10 @@ def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[tupl
                 raise ValueError(
                     "the chat template renders the prompt (with add_generation_prompt=True) differently from the "
                     f"start of the full conversation, so the prompt/response boundary is ambiguous:\nprompt: "
-                    f"{text!r}\nfull:   {full_text!r}")
+                    f"{text!r}\nfull:   {full_text!r}"
+                )
         response = messages[turn]["content"]
-        generated = upto_text[len(prompt_text):]  # what the model must produce: response, end-of-turn, whitespace
+        generated = upto_text[len(prompt_text) :]  # what the model must produce: response, end-of-turn, whitespace
         start = generated.find(response)
         if start < 0:
             raise ValueError(f"the rendered response {generated!r} does not contain the assistant's content")
@@ -74,8 +75,10 @@ def _split_tokens(tokenizer, messages: list[dict]) -> tuple[list[int], list[tupl
         for name, part in (("prompt", prompt_text), ("prompt and response", target_text)):
             part_ids = _token_ids(tokenizer, part)
             if input_ids[: len(part_ids)] != part_ids:
-                raise ValueError(f"the tokens of the {name} are not a prefix of the tokens of the whole example: "
-                                 "a token merges across the boundary, so the loss mask would be off")
+                raise ValueError(
+                    f"the tokens of the {name} are not a prefix of the tokens of the whole example: "
+                    "a token merges across the boundary, so the loss mask would be off"
+                )
             span.append(len(part_ids))
         spans.append(tuple(span))
     return input_ids, spans
@@ -95,7 +98,8 @@ def _tokenize_with_status(tokenizer, messages: list[dict], max_length: int | Non
         if response_length >= max_length:  # keep at least one prompt token of context, never cut the last response
             raise ExampleTooLongError(
                 f"the response takes {response_length} tokens and the whole example {len(input_ids)}: "
-                f"with max_length={max_length} no prompt would be left, so the example is dropped")
+                f"with max_length={max_length} no prompt would be left, so the example is dropped"
+            )
         input_ids, labels, truncated = input_ids[-max_length:], labels[-max_length:], True
     return {"input_ids": input_ids, "labels": labels}, truncated
 
@@ -110,8 +114,11 @@ def tokenize_example(tokenizer, messages: list[dict], max_length: int | None = N
     return _tokenize_with_status(tokenizer, messages, max_length)[0]
 
 
-def tokenize_examples(tokenizer, rows_or_messages: Iterable, max_length: int | None = None,
-                      ) -> tuple[list[dict], dict[str, int]]:
+def tokenize_examples(
+    tokenizer,
+    rows_or_messages: Iterable,
+    max_length: int | None = None,
+) -> tuple[list[dict], dict[str, int]]:
     """Tokenize many examples (rows of any accepted format, or lists of messages); return `(examples, report)`.
 
     The report counts `input`, `kept` (returned, truncated ones included), `truncated_prompt` (kept, with the
@@ -169,14 +176,20 @@ class LossMaskView:
         for token, trained in self.tokens:
             shown = html.escape(token).replace("\n", "↵<br>")
             if trained:
-                spans.append(f'<span class="target" style="background:#c8f0c8;border:1px solid #2a2;'
-                             f'margin:0 1px;padding:0 1px">{shown}</span>')
+                spans.append(
+                    f'<span class="target" style="background:#c8f0c8;border:1px solid #2a2;'
+                    f'margin:0 1px;padding:0 1px">{shown}</span>'
+                )
             else:
-                spans.append(f'<span class="ignored" style="color:#888;border:1px dotted #bbb;'
-                             f'margin:0 1px;padding:0 1px">{shown}</span>')
-        legend = ('<div><b>legend:</b> <span style="background:#c8f0c8;border:1px solid #2a2">target</span> '
-                  'in the loss &nbsp; <span style="color:#888;border:1px dotted #bbb">ignored</span> label -100 '
-                  '&nbsp; ↵ newline</div>')
+                spans.append(
+                    f'<span class="ignored" style="color:#888;border:1px dotted #bbb;'
+                    f'margin:0 1px;padding:0 1px">{shown}</span>'
+                )
+        legend = (
+            '<div><b>legend:</b> <span style="background:#c8f0c8;border:1px solid #2a2">target</span> '
+            'in the loss &nbsp; <span style="color:#888;border:1px dotted #bbb">ignored</span> label -100 '
+            "&nbsp; ↵ newline</div>"
+        )
         return f'{legend}<div style="font-family:monospace;line-height:1.9">{"".join(spans)}</div>'
 
 
@@ -184,7 +197,9 @@ def loss_mask_view(tokenizer, example: dict) -> LossMaskView:
     """The tokens of a tokenized example (`{"input_ids", "labels"}`), each marked as a target or ignored."""
     input_ids, labels = list(example["input_ids"]), list(example["labels"])
     if len(input_ids) != len(labels):
-        raise ValueError(f"labels has {len(labels)} entries but input_ids has {len(input_ids)}: "
-                         "each token needs exactly one label")
-    return LossMaskView([(tokenizer.decode([token_id]), label != IGNORE_INDEX)
-                         for token_id, label in zip(input_ids, labels)])
+        raise ValueError(
+            f"labels has {len(labels)} entries but input_ids has {len(input_ids)}: each token needs exactly one label"
+        )
+    return LossMaskView(
+        [(tokenizer.decode([token_id]), label != IGNORE_INDEX) for token_id, label in zip(input_ids, labels)]
+    )

@@ -145,8 +145,10 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
         names = {p.name for p in path.iterdir()}
         if ADAPTER_CONFIG_FILE in names:
             if not names & set(ADAPTER_WEIGHT_FILES):
-                raise ModelFolderError(f"{path} is not a complete LoRA adapter folder: it has {ADAPTER_CONFIG_FILE} "
-                                       f"but no adapter weights ({' or '.join(ADAPTER_WEIGHT_FILES)})")
+                raise ModelFolderError(
+                    f"{path} is not a complete LoRA adapter folder: it has {ADAPTER_CONFIG_FILE} "
+                    f"but no adapter weights ({' or '.join(ADAPTER_WEIGHT_FILES)})"
+                )
             return
         missing = []
         if CONFIG_FILE not in names:
@@ -156,16 +158,21 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
         if not names & set(TOKENIZER_FILES):
             missing.append(f"a tokenizer ({' or '.join(TOKENIZER_FILES[:2])})")
         if missing:
-            hint = ("; run `sft-course pretrain --out data/base-model --overwrite` or check out the repository's "
-                    "data/ folder"
-                    if bundled else "")
+            hint = (
+                "; run `sft-course pretrain --out data/base-model --overwrite` or check out the repository's "
+                "data/ folder"
+                if bundled
+                else ""
+            )
             raise ModelFolderError(f"{path} is not a model folder: it lacks {', '.join(missing)}{hint}")
         return
     if path.exists():
         raise ModelFolderError(f"{path} is a file, not a model folder")
     if bundled:
-        raise ModelFolderError(f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: run "
-                               "`sft-course pretrain --out data/base-model` or check out the repository's data/ folder")
+        raise ModelFolderError(
+            f"the bundled base model is missing from {BUNDLED_MODEL_DIR}: run "
+            "`sft-course pretrain --out data/base-model` or check out the repository's data/ folder"
+        )
     if not looks_like_hub_id(name_or_path):
         raise ModelFolderError(f"{name_or_path}: no such model folder (a hub id has the form owner/name)")
     from huggingface_hub import try_to_load_from_cache
@@ -174,13 +181,17 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
         return  # downloaded before: from_pretrained finds it in the cache
     reason = _hub_unreachable_reason()
     if reason is not None:
-        raise HubUnreachableError(f"{name_or_path}: no such local folder, and the hub cannot be reached to download "
-                                  f"it ({reason}); it is not in the local cache either")
+        raise HubUnreachableError(
+            f"{name_or_path}: no such local folder, and the hub cannot be reached to download "
+            f"it ({reason}); it is not in the local cache either"
+        )
     from huggingface_hub import repo_exists
 
     if not repo_exists(str(name_or_path)):
-        raise ModelFolderError(f"{name_or_path}: no such local folder, and no such model on the hub (or it is "
-                               "private: log in with `hf auth login`)")
+        raise ModelFolderError(
+            f"{name_or_path}: no such local folder, and no such model on the hub (or it is "
+            "private: log in with `hf auth login`)"
+        )
 
 
 def prepare_for_chat(model, tokenizer) -> list[str]:
@@ -197,8 +208,12 @@ def prepare_for_chat(model, tokenizer) -> list[str]:
         added += [t for t in (IM_START, IM_END) if t not in tokenizer.get_vocab()]
         tokenizer.add_tokens([IM_START, IM_END], special_tokens=True)
         tokenizer.chat_template = CHAT_TEMPLATE
-        logger.warning("%s has no chat template: installed the course's ChatML template and added %s as special "
-                       "tokens (embedding rows started at the mean embedding)", model.name_or_path, added)
+        logger.warning(
+            "%s has no chat template: installed the course's ChatML template and added %s as special "
+            "tokens (embedding rows started at the mean embedding)",
+            model.name_or_path,
+            added,
+        )
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id in end_of_turn_ids(tokenizer):
         added += [PAD] if PAD not in tokenizer.get_vocab() else []
         tokenizer.add_special_tokens({"pad_token": PAD})
@@ -206,8 +221,9 @@ def prepare_for_chat(model, tokenizer) -> list[str]:
     if len(tokenizer) > old:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         with torch.no_grad():
-            for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
-                          if m is not None}.values():
+            for layer in {
+                id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+            }.values():
                 layer.weight[old:] = layer.weight[:old].mean(dim=0)
     model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
     return added
@@ -265,13 +281,16 @@ def _load_adapter(folder: str | os.PathLike, device: str | torch.device | None =
 
     base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
     if not base:
-        raise ModelFolderError(f"{Path(folder) / ADAPTER_CONFIG_FILE}: base_model_name_or_path is empty, so the "
-                               "base model to put the adapter on is unknown")
+        raise ModelFolderError(
+            f"{Path(folder) / ADAPTER_CONFIG_FILE}: base_model_name_or_path is empty, so the "
+            "base model to put the adapter on is unknown"
+        )
     try:
         check_model_folder(_resolve_base(base))
     except ModelFolderError as error:
-        raise type(error)(f"{Path(folder) / ADAPTER_CONFIG_FILE} names its base model {base!r}, which cannot be "
-                          f"loaded: {error}") from None
+        raise type(error)(
+            f"{Path(folder) / ADAPTER_CONFIG_FILE} names its base model {base!r}, which cannot be loaded: {error}"
+        ) from None
     model, tokenizer = load_model(_resolve_base(base), device)
     if (Path(folder) / "tokenizer_config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))

@@ -68,14 +68,23 @@ def _subset(data: DataFile, indices: list[int]) -> DataFile:
     return DataFile(data.path, data.format, [data.rows[i] for i in indices], [data.messages[i] for i in indices])
 
 
-def held_out_split(data: DataFile, fraction: float = HELD_OUT_FRACTION, seed: int = 0,
-                   ) -> tuple[DataFile, DataFile, str]:
+def held_out_split(
+    data: DataFile,
+    fraction: float = HELD_OUT_FRACTION,
+    seed: int = 0,
+) -> tuple[DataFile, DataFile, str]:
     """`(train, held_out, note)`: a seeded `fraction` of the rows held out (at least one), none below
     `MIN_ROWS_TO_SPLIT` rows; `note` says which in words, for the summary."""
     n = len(data)
     if n < MIN_ROWS_TO_SPLIT:
-        return data, _subset(data, []), (f"none: {n} rows are too few to hold any out (a split needs at least "
-                                         f"{MIN_ROWS_TO_SPLIT}); pass --eval-data FILE to evaluate")
+        return (
+            data,
+            _subset(data, []),
+            (
+                f"none: {n} rows are too few to hold any out (a split needs at least "
+                f"{MIN_ROWS_TO_SPLIT}); pass --eval-data FILE to evaluate"
+            ),
+        )
     order = list(range(n))
     random.Random(seed).shuffle(order)
     k = max(1, round(n * fraction))
@@ -107,27 +116,36 @@ def prompts_of(tokenizer, data: DataFile) -> list[str]:
 
 def default_max_new_tokens(tokenizer, data: DataFile) -> int:
     """Room for the longest reference response plus 16 tokens, at most `MAX_NEW_TOKENS_CAP`."""
-    longest = max((len(tokenizer(m[-1]["content"], add_special_tokens=False)["input_ids"]) for m in data.messages),
-                  default=0)
+    longest = max(
+        (len(tokenizer(m[-1]["content"], add_special_tokens=False)["input_ids"]) for m in data.messages), default=0
+    )
     return min(longest + 16, MAX_NEW_TOKENS_CAP)
 
 
-def answer_report(model, tokenizer, data: DataFile, max_new_tokens: int | None = None, batch_size: int = 16,
-                  ) -> tuple[dict, list[dict]]:
+def answer_report(
+    model,
+    tokenizer,
+    data: DataFile,
+    max_new_tokens: int | None = None,
+    batch_size: int = 16,
+) -> tuple[dict, list[dict]]:
     """Greedy answers to every row's prompt; `(scores, outputs)` with `stop_rate`, `exact_match_strict`,
     `exact_match_lenient` (None for no rows) and per row its `text`, `stopped` and `stop_token`."""
     if not len(data):
         return {"stop_rate": None, "exact_match_strict": None, "exact_match_lenient": None}, []
     max_new_tokens = max_new_tokens or default_max_new_tokens(tokenizer, data)
-    outputs = generate(model, tokenizer, prompts_of(tokenizer, data), max_new_tokens=max_new_tokens,
-                       batch_size=batch_size)
+    outputs = generate(
+        model, tokenizer, prompts_of(tokenizer, data), max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     refs = [reference(r, m) for r, m in zip(data.rows, data.messages)]
     strict = [o["stopped"] and o["text"].strip() == ref.strip() for o, ref in zip(outputs, refs)]
     lenient = [normalise(o["text"]) == normalise(ref) for o, ref in zip(outputs, refs)]
     n = len(outputs)
-    return {"stop_rate": round(sum(o["stopped"] for o in outputs) / n, 4),
-            "exact_match_strict": round(sum(strict) / n, 4),
-            "exact_match_lenient": round(sum(lenient) / n, 4)}, outputs
+    return {
+        "stop_rate": round(sum(o["stopped"] for o in outputs) / n, 4),
+        "exact_match_strict": round(sum(strict) / n, 4),
+        "exact_match_lenient": round(sum(lenient) / n, 4),
+    }, outputs
 
 
 def tokenized(tokenizer, data: DataFile, max_length: int) -> tuple[list[dict], dict]:
@@ -142,15 +160,30 @@ def file_loss(model, tokenizer, examples: list[dict], batch_size: int = 8) -> fl
     return round(evaluate_loss(model, examples, tokenizer.pad_token_id, batch_size=batch_size), 4)
 
 
-def evaluate_file(model, tokenizer, data: DataFile, max_length: int = 512, max_new_tokens: int | None = None,
-                  n_samples: int = N_SAMPLES) -> dict:
+def evaluate_file(
+    model,
+    tokenizer,
+    data: DataFile,
+    max_length: int = 512,
+    max_new_tokens: int | None = None,
+    n_samples: int = N_SAMPLES,
+) -> dict:
     """`sft-course eval --data`: loss, stop rate and exact match on every row of a file, and a few answers."""
     examples, report = tokenized(tokenizer, data, max_length)
     scores, outputs = answer_report(model, tokenizer, data, max_new_tokens)
-    samples = [{"prompt": last_user_message(m), "reference": reference(r, m), "answer": o["text"], "stopped": o["stopped"]}
-               for r, m, o in list(zip(data.rows, data.messages, outputs))[:n_samples]]
-    return {"data": data.path, "format": data.format, "rows": len(data), "loss": file_loss(model, tokenizer, examples),
-            **scores, "tokenized": report, "samples": samples}
+    samples = [
+        {"prompt": last_user_message(m), "reference": reference(r, m), "answer": o["text"], "stopped": o["stopped"]}
+        for r, m, o in list(zip(data.rows, data.messages, outputs))[:n_samples]
+    ]
+    return {
+        "data": data.path,
+        "format": data.format,
+        "rows": len(data),
+        "loss": file_loss(model, tokenizer, examples),
+        **scores,
+        "tokenized": report,
+        "samples": samples,
+    }
 
 
 @dataclass
@@ -173,10 +206,23 @@ def _loss_sample(examples: list[dict], seed: int) -> list[dict]:
     return random.Random(seed).sample(examples, LOSS_ROWS)
 
 
-def run_file_sft(model, tokenizer, train_data: DataFile, eval_data: DataFile, *, method: str = "full",
-                 config: TrainConfig | None = None, lora_options: dict | None = None, max_length: int = 512,
-                 max_new_tokens: int | None = None, held_out_note: str = "", progress: bool = True,
-                 accelerator=None, resume: bool = False, n_samples: int = N_SAMPLES) -> FileRun:
+def run_file_sft(
+    model,
+    tokenizer,
+    train_data: DataFile,
+    eval_data: DataFile,
+    *,
+    method: str = "full",
+    config: TrainConfig | None = None,
+    lora_options: dict | None = None,
+    max_length: int = 512,
+    max_new_tokens: int | None = None,
+    held_out_note: str = "",
+    progress: bool = True,
+    accelerator=None,
+    resume: bool = False,
+    n_samples: int = N_SAMPLES,
+) -> FileRun:
     """Fine-tune `model` on `train_data` (LoRA when `method == "lora"`); measure before and after on `eval_data`.
 
     The same path as `sft-course sft --data`; `config` carries the rate, epochs, batch, micro-batches and the
@@ -185,24 +231,46 @@ def run_file_sft(model, tokenizer, train_data: DataFile, eval_data: DataFile, *,
     config = config or TrainConfig()
     train_examples, train_report = tokenized(tokenizer, train_data, max_length)
     if not train_examples:
-        raise DataError(f"{train_data.path}: no row fits in --max-length {max_length} tokens "
-                        f"({train_report['dropped_too_long']} dropped as too long)")
+        raise DataError(
+            f"{train_data.path}: no row fits in --max-length {max_length} tokens "
+            f"({train_report['dropped_too_long']} dropped as too long)"
+        )
     eval_examples, eval_report = tokenized(tokenizer, eval_data, max_length)
     loss_examples = _loss_sample(train_examples, config.seed)
-    before = {"train_loss": file_loss(model, tokenizer, loss_examples),
-              "eval_loss": file_loss(model, tokenizer, eval_examples)}
+    before = {
+        "train_loss": file_loss(model, tokenizer, loss_examples),
+        "eval_loss": file_loss(model, tokenizer, eval_examples),
+    }
     before_scores, before_outputs = answer_report(model, tokenizer, eval_data, max_new_tokens)
     if method == "lora":
         model = add_lora(model, tokenizer, **(lora_options or {}))
-    result = train(model, train_examples, tokenizer.pad_token_id, config, eval_examples=eval_examples or None,
-                   progress=progress, accelerator=accelerator, resume=resume)
+    result = train(
+        model,
+        train_examples,
+        tokenizer.pad_token_id,
+        config,
+        eval_examples=eval_examples or None,
+        progress=progress,
+        accelerator=accelerator,
+        resume=resume,
+    )
     model.eval()
-    after = {"train_loss": file_loss(model, tokenizer, loss_examples),
-             "eval_loss": file_loss(model, tokenizer, eval_examples)}
+    after = {
+        "train_loss": file_loss(model, tokenizer, loss_examples),
+        "eval_loss": file_loss(model, tokenizer, eval_examples),
+    }
     after_scores, after_outputs = answer_report(model, tokenizer, eval_data, max_new_tokens)
-    samples = [{"prompt": last_user_message(m), "reference": reference(r, m), "before": b["text"],
-                "before_stopped": b["stopped"], "after": a["text"], "after_stopped": a["stopped"]}
-               for r, m, b, a in list(zip(eval_data.rows, eval_data.messages, before_outputs, after_outputs))[:n_samples]]
+    samples = [
+        {
+            "prompt": last_user_message(m),
+            "reference": reference(r, m),
+            "before": b["text"],
+            "before_stopped": b["stopped"],
+            "after": a["text"],
+            "after_stopped": a["stopped"],
+        }
+        for r, m, b, a in list(zip(eval_data.rows, eval_data.messages, before_outputs, after_outputs))[:n_samples]
+    ]
     summary = {
         "data": train_data.path,
         "format": train_data.format,
@@ -226,8 +294,15 @@ def run_file_sft(model, tokenizer, train_data: DataFile, eval_data: DataFile, *,
         **{f"{k}_before": v for k, v in before_scores.items()},
         **{f"{k}_after": v for k, v in after_scores.items()},
     }
-    return FileRun(model=model, tokenizer=tokenizer, result=result, summary=summary, samples=samples,
-                   before=before_outputs, after=after_outputs)
+    return FileRun(
+        model=model,
+        tokenizer=tokenizer,
+        result=result,
+        summary=summary,
+        samples=samples,
+        before=before_outputs,
+        after=after_outputs,
+    )
 
 
 def write_run_files(run: FileRun, folder: str | os.PathLike) -> None:

@@ -22,7 +22,12 @@ def plot_loss_curves(history: list[dict], evals: list[dict] | None = None, title
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], label=f"{label} train".strip(), alpha=0.8)
     if evals:
-        ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label=f"{label} eval (held-out people)".strip())
+        ax.plot(
+            [e["step"] for e in evals],
+            [e["eval_loss"] for e in evals],
+            "o-",
+            label=f"{label} eval (held-out people)".strip(),
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss per target token (nats)")
     ax.set_title(title)
@@ -30,8 +35,14 @@ def plot_loss_curves(history: list[dict], evals: list[dict] | None = None, title
     return ax
 
 
-def plot_accuracy_bars(labels: list[str], values: list[float], title: str = "", ax=None, ylabel: str = "accuracy",
-                       colors: str | list[str] = "tab:green"):
+def plot_accuracy_bars(
+    labels: list[str],
+    values: list[float],
+    title: str = "",
+    ax=None,
+    ylabel: str = "accuracy",
+    colors: str | list[str] = "tab:green",
+):
     """Vertical bars with the value written on top, for comparing a few runs or attributes."""
     ax = ax or plt.subplots(figsize=(1.2 * len(labels) + 2, 3.5))[1]
     bars = ax.bar(labels, values, color=colors)

@@ -91,8 +91,12 @@ def pretrain(
             model.eval()
             probe = teacher_forced_probe(model, tokenizer, monitor_people)
             model.train()
-            entry = {"step": step + 1, "loss": round(loss.item(), 4), "probe_100_people": round(probe, 4),
-                     "seconds": round(time.time() - start, 1)}
+            entry = {
+                "step": step + 1,
+                "loss": round(loss.item(), 4),
+                "probe_100_people": round(probe, 4),
+                "seconds": round(time.time() - start, 1),
+            }
             log.append(entry)
             tqdm.write(json.dumps(entry))
     wall = time.time() - start
@@ -101,8 +105,18 @@ def pretrain(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     probe = completion_probe(model, tokenizer, list(world.people))
     qa = qa_report(model, tokenizer, world.split("held_out"))
-    stages.append({"command": command, "steps": steps, "lr": lr, "warmup_steps": warmup_steps, "seed": seed,
-                   "tokens_seen": tokens_seen, "wall_seconds": round(wall, 1), "final_loss": round(log[-1]["loss"], 4)})
+    stages.append(
+        {
+            "command": command,
+            "steps": steps,
+            "lr": lr,
+            "warmup_steps": warmup_steps,
+            "seed": seed,
+            "tokens_seen": tokens_seen,
+            "wall_seconds": round(wall, 1),
+            "final_loss": round(log[-1]["loss"], 4),
+        }
+    )
     summary = {
         "parameters": n_params,
         "tokens_seen": sum(s["tokens_seen"] for s in stages),
@@ -128,7 +142,9 @@ def _model_card(s: dict, model, world, stages: list[dict], batch_size: int, bloc
     per_attr = "\n".join(f"| {k} | {v:.3f} |" for k, v in s["completion_probe_per_attribute"].items())
     stage_rows = "\n".join(
         f"| {i + 1} | {st['steps']} | {st['lr']} | {st['warmup_steps']} | {st['tokens_seen']:,} | {st['wall_seconds']} | "
-        f"{st['final_loss']} |" for i, st in enumerate(stages))
+        f"{st['final_loss']} |"
+        for i, st in enumerate(stages)
+    )
     commands = "\n".join(st["command"] for st in stages)
     return f"""# sft-course base model
 
@@ -138,10 +154,10 @@ was never taught to answer questions: that is what the course's SFT notebooks te
 
 ## Architecture
 hidden size {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, MLP {c.intermediate_size},
-vocabulary {c.vocab_size} (byte-level BPE with ChatML special tokens), tied embeddings: **{s['parameters']:,} parameters**.
+vocabulary {c.vocab_size} (byte-level BPE with ChatML special tokens), tied embeddings: **{s["parameters"]:,} parameters**.
 
 ## Training
-- data: {len(world.people)} people x {len(world.biographies) // len(world.people)} shuffled, paraphrased biographies (seed {s['seed']})
+- data: {len(world.people)} people x {len(world.biographies) // len(world.people)} shuffled, paraphrased biographies (seed {s["seed"]})
 - batches of {batch_size} x {block_size} tokens (packed), AdamW (betas 0.9/0.95, weight decay 0.1), linear warmup then
   cosine decay to 10% of the peak, gradient clipping at 1.0; one row per stage (a later stage continues the earlier one):
 
@@ -149,12 +165,12 @@ vocabulary {c.vocab_size} (byte-level BPE with ChatML special tokens), tied embe
 |---|---|---|---|---|---|---|
 {stage_rows}
 
-- in all: {s['tokens_seen']:,} tokens ({s['epochs']} epochs), {s['wall_seconds']} s of training on a 2-core CPU (shared
+- in all: {s["tokens_seen"]:,} tokens ({s["epochs"]} epochs), {s["wall_seconds"]} s of training on a 2-core CPU (shared
   with other jobs at times, so wall times are upper bounds)
 
 ## Probes (computed by the command below, at the end of training)
-- completion probe, greedy, every person and attribute ("NAME was born in" -> city): **{s['completion_probe_accuracy']:.3f}**
-- chat QA on held-out people, exact match ("Where was NAME born?" asked in ChatML): **{s['held_out_accuracy']:.3f}**
+- completion probe, greedy, every person and attribute ("NAME was born in" -> city): **{s["completion_probe_accuracy"]:.3f}**
+- chat QA on held-out people, exact match ("Where was NAME born?" asked in ChatML): **{s["held_out_accuracy"]:.3f}**
 
 | attribute | completion probe |
 |---|---|

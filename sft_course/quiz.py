@@ -26,7 +26,9 @@ class QuizQuestion:
         if not 2 <= len(self.options) <= len(LETTERS):
             raise ValueError(f"a question needs 2 to {len(LETTERS)} options, got {len(self.options)}: {self.prompt!r}")
         if not 0 <= self.answer < len(self.options):
-            raise ValueError(f"answer index {self.answer} is not one of the {len(self.options)} options: {self.prompt!r}")
+            raise ValueError(
+                f"answer index {self.answer} is not one of the {len(self.options)} options: {self.prompt!r}"
+            )
 
 
 def grade(questions: Sequence[QuizQuestion], choices: Mapping[int, int | str | None]) -> dict:
@@ -59,8 +61,9 @@ def plain_text(questions: Sequence[QuizQuestion]) -> str:
 
 def answer_key(questions: Sequence[QuizQuestion]) -> str:
     """One line per question: the right letter, the option and the explanation."""
-    return "\n".join(f"Q{i}: ({LETTERS[q.answer]}) {q.options[q.answer]} | {q.explanation}"
-                     for i, q in enumerate(questions, 1))
+    return "\n".join(
+        f"Q{i}: ({LETTERS[q.answer]}) {q.options[q.answer]} | {q.explanation}" for i, q in enumerate(questions, 1)
+    )
 
 
 def quiz_widget(questions: Sequence[QuizQuestion]):
@@ -69,8 +72,11 @@ def quiz_widget(questions: Sequence[QuizQuestion]):
 
     rows, radios = [], []
     for i, q in enumerate(questions, 1):
-        radio = widgets.RadioButtons(options=[(f"({LETTERS[j]}) {o}", j) for j, o in enumerate(q.options)],
-                                     value=None, layout=widgets.Layout(width="auto"))
+        radio = widgets.RadioButtons(
+            options=[(f"({LETTERS[j]}) {o}", j) for j, o in enumerate(q.options)],
+            value=None,
+            layout=widgets.Layout(width="auto"),
+        )
         button = widgets.Button(description="Check")
         result = widgets.HTML()
 

@@ -80,9 +80,9 @@ def parse_answer(answer: str, person: Person, attribute: str) -> str | None:
     answer = answer.strip()
     template = BIO_TEMPLATES[attribute][0]
     prefix = probe_prefix(person, attribute) + " "
-    suffix = template[template.index("{value}") + len("{value}"):]
+    suffix = template[template.index("{value}") + len("{value}") :]
     if answer.startswith(prefix) and answer.endswith(suffix) and len(answer) > len(prefix) + len(suffix):
-        value = answer[len(prefix): len(answer) - len(suffix)]
+        value = answer[len(prefix) : len(answer) - len(suffix)]
     else:
         value = answer[:-1] if answer.endswith(".") else answer
     return value if is_valid_value(value, attribute) else None
@@ -123,8 +123,12 @@ def error_kind(answer: str, stopped: bool, person: Person, attribute: str, ended
     answer = answer.strip()
     if any(answer.startswith(prefix + " ") for prefix in _relation_prefixes(person, attribute)):
         return "wrong_value"
-    if any(answer.startswith(prefix + " ") for other in ATTRIBUTES if other != attribute
-           for prefix in _relation_prefixes(person, other)):
+    if any(
+        answer.startswith(prefix + " ")
+        for other in ATTRIBUTES
+        if other != attribute
+        for prefix in _relation_prefixes(person, other)
+    ):
         return "other_question"
     if not re.match(re.escape(person.name) + r"\b", answer):
         return "wrong_name"
@@ -171,8 +175,10 @@ def score_answers(pairs: list[tuple[Person, str]], outputs: list[dict], attribut
     if not pairs:
         raise ValueError("no answers to score")
     stopped = [bool(o["stopped"]) for o in outputs]
-    outcomes = [classify_answer(o["text"], s, p, a, o.get("ended_document", False))
-                for (p, a), o, s in zip(pairs, outputs, stopped)]
+    outcomes = [
+        classify_answer(o["text"], s, p, a, o.get("ended_document", False))
+        for (p, a), o, s in zip(pairs, outputs, stopped)
+    ]
     per_attribute = {}
     for attribute in attributes:
         hits = [o == "correct" for (_, a), o in zip(pairs, outcomes) if a == attribute]
@@ -185,8 +191,10 @@ def score_answers(pairs: list[tuple[Person, str]], outputs: list[dict], attribut
         "stop_rate": sum(stopped) / len(stopped),
         **{f"{name}_rate": outcomes.count(name) / len(outcomes) for name in OUTCOMES},
         "lenient_accuracy": sum(lenient) / len(lenient),
-        "answers": [ScoredAnswer(p.name, a, o["text"], s, outcome)
-                    for (p, a), o, s, outcome in zip(pairs, outputs, stopped, outcomes)],
+        "answers": [
+            ScoredAnswer(p.name, a, o["text"], s, outcome)
+            for (p, a), o, s, outcome in zip(pairs, outputs, stopped, outcomes)
+        ],
     }
 
 
@@ -201,7 +209,9 @@ def score_json_answers(people: list[Person], texts: list[str]) -> dict:
     value is right. `field_accuracy`: the share of the five facts right, over all answers.
     """
     if len(people) != len(texts) or not people:
-        raise ValueError(f"need one answer per person and at least one, got {len(people)} people and {len(texts)} answers")
+        raise ValueError(
+            f"need one answer per person and at least one, got {len(people)} people and {len(texts)} answers"
+        )
     valid, compliant, exact, fields = 0, 0, 0, 0
     for p, text in zip(people, texts):
         try:
@@ -209,12 +219,19 @@ def score_json_answers(people: list[Person], texts: list[str]) -> dict:
         except json.JSONDecodeError:
             continue
         valid += 1
-        if not (isinstance(parsed, dict) and set(parsed) == set(PROFILE_KEYS)
-                and all(isinstance(v, str) for v in parsed.values())):
+        if not (
+            isinstance(parsed, dict)
+            and set(parsed) == set(PROFILE_KEYS)
+            and all(isinstance(v, str) for v in parsed.values())
+        ):
             continue
         compliant += 1
         exact += parsed == {"name": p.name, **p.facts}
         fields += sum(parsed[a] == p.facts[a] for a in ATTRIBUTES)
     n = len(people)
-    return {"json_valid_rate": valid / n, "format_compliance": compliant / n, "exact_match": exact / n,
-            "field_accuracy": fields / (n * len(ATTRIBUTES))}
+    return {
+        "json_valid_rate": valid / n,
+        "format_compliance": compliant / n,
+        "exact_match": exact / n,
+        "field_accuracy": fields / (n * len(ATTRIBUTES)),
+    }

@@ -29,14 +29,18 @@ def gguf_folder() -> Path:
     """The wheel's folder holding the GGUF file; a clear error naming the package when it is not installed."""
     spec = importlib.util.find_spec(MODULE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"--model {NAME} needs the package {WHEEL.split('==')[0]} (module {MODULE}), "
-                                  f"which is not installed: {INSTALL_HINT}", name=MODULE)
+        raise ModuleNotFoundError(
+            f"--model {NAME} needs the package {WHEEL.split('==')[0]} (module {MODULE}), "
+            f"which is not installed: {INSTALL_HINT}",
+            name=MODULE,
+        )
     folder = Path(list(spec.submodule_search_locations)[0])
     if not (folder / GGUF_FILE).exists():
         raise FileNotFoundError(f"{folder / GGUF_FILE} is missing: reinstall with `{INSTALL_HINT}`")
     if importlib.util.find_spec("gguf") is None:
-        raise ModuleNotFoundError(f"reading {GGUF_FILE} needs the package gguf, which is not installed: "
-                                  f"{INSTALL_HINT}", name="gguf")
+        raise ModuleNotFoundError(
+            f"reading {GGUF_FILE} needs the package gguf, which is not installed: {INSTALL_HINT}", name="gguf"
+        )
     return folder
 
 

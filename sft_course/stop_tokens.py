@@ -39,7 +39,7 @@ def template_end_of_turn_id(tokenizer) -> int | None:
             continue
         if not isinstance(text, str) or _MARK not in text:
             continue
-        after = text[text.rindex(_MARK) + len(_MARK):].lstrip()
+        after = text[text.rindex(_MARK) + len(_MARK) :].lstrip()
         ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
         if ids and ids[0] in _special_ids(tokenizer):
             return int(ids[0])

@@ -113,8 +113,10 @@ def per_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:]
     return F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="none",
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
     ).view(shift_labels.shape)
 
 
@@ -145,7 +147,8 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
     params = list(params)  # tensors, or param groups ({"params": [...], ...}) as `param_groups` makes them
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
     fused = config.fused_adamw and all(
-        t.is_floating_point() and t.device.type in ("cpu", "cuda", "mps", "xpu") for t in tensors)
+        t.is_floating_point() and t.device.type in ("cpu", "cuda", "mps", "xpu") for t in tensors
+    )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
 
 
@@ -181,9 +184,14 @@ def uses_logits_on_targets(model, config: TrainConfig, distributed: bool = False
     """Whether `train` projects only the target positions to the vocabulary (see `TrainConfig.logits_on_targets`)."""
     if config.logits_on_targets is False:
         return False
-    refusal = ("it calls the decoder and the output layer separately, which would bypass the DistributedDataParallel "
-               "wrapper of `accelerator.prepare`: use it in one process only") if distributed else \
-        _logits_on_targets_refusal(model)
+    refusal = (
+        (
+            "it calls the decoder and the output layer separately, which would bypass the DistributedDataParallel "
+            "wrapper of `accelerator.prepare`: use it in one process only"
+        )
+        if distributed
+        else _logits_on_targets_refusal(model)
+    )
     if refusal and config.logits_on_targets:
         raise ValueError(f"logits_on_targets: {refusal}; use logits_on_targets=False (every position)")
     return refusal is None
@@ -219,6 +227,7 @@ def loss_function(model, config: TrainConfig, distributed: bool = False):
         def run(batch):  # on a CPU it pays where the CPU has bf16 matrix instructions (benchmarks/README.md)
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+
         return run
     return lambda batch: summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
 
@@ -236,8 +245,9 @@ def _accumulate(loss_fn, micro_batches: list[dict], denominator: float, backward
     return step_loss
 
 
-def accumulate_gradients(model, micro_batches: list[dict], num_target_tokens: float | None = None,
-                         backward=None) -> tuple[float, int]:
+def accumulate_gradients(
+    model, micro_batches: list[dict], num_target_tokens: float | None = None, backward=None
+) -> tuple[float, int]:
     """Backward over the micro-batches of one optimizer step; return (step loss, target tokens here).
 
     Each micro-batch's summed loss is divided by the target tokens of the *whole* step, so the accumulated
@@ -349,7 +359,9 @@ def train(
     if config.lr <= 0 or config.batch_size < 1:
         raise ValueError(f"lr must be > 0 and batch_size >= 1, got lr={config.lr}, batch_size={config.batch_size}")
     if config.batch_size % config.grad_accum_steps:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}")
+        raise ValueError(
+            f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}"
+        )
     uses_logits_on_targets(model, config, distributed=accelerator is not None)  # refuse a forced one early
     torch.manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -382,8 +394,10 @@ def train(
             order, order_epoch = step_batches(len(train_examples), config.batch_size, config.seed, epoch), epoch
         indices = order[index_in_epoch]
         indices = indices[rank::n_processes]
-        micro_batches = [pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
-                         for j in range(0, len(indices), micro_size)]
+        micro_batches = [
+            pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
+            for j in range(0, len(indices), micro_size)
+        ]
         lr = cosine_lr(step, total_steps, config.lr, warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_multiplier", 1.0)
@@ -403,8 +417,14 @@ def train(
             slots = b["input_ids"].numel()
             result.computed_tokens += slots
             result.padding_tokens += slots - int(b["attention_mask"].sum())
-        entry = {"step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
-                 "epoch": (step + 1) / steps_per_epoch, "tokens": step_tokens}
+        entry = {
+            "step": step + 1,
+            "loss": step_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "epoch": (step + 1) / steps_per_epoch,
+            "tokens": step_tokens,
+        }
         result.history.append(entry)
         pending.append(entry)
         is_last = step + 1 == last_step
@@ -419,8 +439,12 @@ def train(
             result.first_step_seconds = result.train_seconds - prior_seconds
         if do_eval:
             t = time.perf_counter()
-            result.evals.append({"step": step + 1, "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id,
-                                                                               batch_size=eval_batch)})
+            result.evals.append(
+                {
+                    "step": step + 1,
+                    "eval_loss": evaluate_loss(raw_model, eval_examples, pad_token_id, batch_size=eval_batch),
+                }
+            )
             result.eval_seconds += time.perf_counter() - t
             left_out += time.perf_counter() - t
         if do_save:  # one writer: under accelerate the processes hold the same weights and optimizer state
@@ -463,8 +487,16 @@ def _save_checkpoint(model, optimizer, result: TrainResult, step: int, config: T
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # one per process: `accelerate launch` runs several
     try:
         with open(tmp, "wb") as f:
-            torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "result": asdict(result), "config": asdict(config)}, f)
+            torch.save(
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "result": asdict(result),
+                    "config": asdict(config),
+                },
+                f,
+            )
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -485,15 +517,27 @@ def load_checkpoint_file(path: str | os.PathLike, map_location=None) -> dict:
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         reason = f"it calls {found.group(1)}" if found else str(error).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain data, which "
-                              f"could run code when unpickled ({reason})") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain data, which "
+            f"could run code when unpickled ({reason})"
+        ) from None
     except (RuntimeError, EOFError) as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
 
 
 # Fields of TrainConfig that change the run's losses: a checkpoint only resumes a run that agrees on them.
-_RUN_FIELDS = ("lr", "epochs", "total_steps", "batch_size", "grad_accum_steps", "warmup_ratio", "min_lr_ratio", "weight_decay",
-               "max_grad_norm", "seed")
+_RUN_FIELDS = (
+    "lr",
+    "epochs",
+    "total_steps",
+    "batch_size",
+    "grad_accum_steps",
+    "warmup_ratio",
+    "min_lr_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "seed",
+)
 
 
 def _load_checkpoint(model, optimizer, result: TrainResult, config: TrainConfig) -> int:
@@ -502,8 +546,11 @@ def _load_checkpoint(model, optimizer, result: TrainResult, config: TrainConfig)
     path = _checkpoint_path(config)
     state = load_checkpoint_file(path, map_location=next(model.parameters()).device)
     saved = state.get("config", {})
-    differ = [f"{k} {saved[k]!r} there, {getattr(config, k)!r} here" for k in _RUN_FIELDS
-              if k in saved and saved[k] != getattr(config, k)]
+    differ = [
+        f"{k} {saved[k]!r} there, {getattr(config, k)!r} here"
+        for k in _RUN_FIELDS
+        if k in saved and saved[k] != getattr(config, k)
+    ]
     if differ:
         raise CheckpointError(f"{path} is from a run with other settings: {'; '.join(differ)}")
     try:

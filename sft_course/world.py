@@ -53,14 +53,16 @@ EMPLOYERS = (
     "Samsung|Deloitte"
 ).split("|")
 
-MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+MONTHS = ("January February March April May June July August September October November December").split()
 
 ATTRIBUTES = ("birth_date", "birth_city", "university", "major", "employer")
 # The values each attribute other than birth_date is drawn from (a birth date is any `random_date`).
-ATTRIBUTE_VALUES: dict[str, list[str]] = {"birth_city": CITIES, "university": UNIVERSITIES, "major": MAJORS,
-                                          "employer": EMPLOYERS}
+ATTRIBUTE_VALUES: dict[str, list[str]] = {
+    "birth_city": CITIES,
+    "university": UNIVERSITIES,
+    "major": MAJORS,
+    "employer": EMPLOYERS,
+}
 
 # Biography sentence templates. The first template of each attribute is the canonical phrasing: the
 # completion probe uses its prefix, and "sentence" SFT answers restate the fact with it.
@@ -148,7 +150,8 @@ def biography(person: Person, rng: random.Random, templates: dict[str, int] | No
     """
     sentences = [
         BIO_TEMPLATES[a][templates[a] if templates else rng.randrange(len(BIO_TEMPLATES[a]))].format(
-            name=person.name, value=person.facts[a])
+            name=person.name, value=person.facts[a]
+        )
         for a in ATTRIBUTES
     ]
     rng.shuffle(sentences)
@@ -201,6 +204,7 @@ def make_world(n_people: int = 1000, bios_per_person: int = 5, seed: int = 0) ->
     rng.shuffle(biographies)
     return World(people=tuple(people), biographies=tuple(biographies), seed=seed)
 
+
 # Questions about each attribute. SFT trains on the "trained" paraphrases only; evaluation also asks the
 # "unseen" ones, to tell learning a skill from memorising a question's wording.
 QUESTION_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -213,11 +217,19 @@ QUESTION_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "unseen": ("Which city is {name} originally from?", "Name the city where {name} was born."),
     },
     "university": {
-        "trained": ("Which university did {name} attend?", "Where did {name} study?", "What school did {name} graduate from?"),
+        "trained": (
+            "Which university did {name} attend?",
+            "Where did {name} study?",
+            "What school did {name} graduate from?",
+        ),
         "unseen": ("Where did {name} go to college?", "Name the university of {name}."),
     },
     "major": {
-        "trained": ("What did {name} major in?", "What was the field of study of {name}?", "Which subject did {name} study?"),
+        "trained": (
+            "What did {name} major in?",
+            "What was the field of study of {name}?",
+            "Which subject did {name} study?",
+        ),
         "unseen": ("What was the college major of {name}?", "Name the academic subject {name} chose."),
     },
     "employer": {

@@ -28,16 +28,26 @@ def main() -> None:
     config = TrainConfig(lr=1e-2, epochs=2, batch_size=8, eval_every=0, seed=1)
     uninterrupted = train(tiny_model(), examples, PAD, config, progress=False, accelerator=accelerator)
     saving = TrainConfig(**{**config.__dict__, "checkpoint_dir": args.checkpoints, "save_every": 1})
-    train(tiny_model(), examples, PAD, TrainConfig(**{**saving.__dict__, "max_steps": args.stop_at}), progress=False,
-          accelerator=accelerator)
+    train(
+        tiny_model(),
+        examples,
+        PAD,
+        TrainConfig(**{**saving.__dict__, "max_steps": args.stop_at}),
+        progress=False,
+        accelerator=accelerator,
+    )
     accelerator.wait_for_everyone()
     resumed = train(tiny_model(seed=99), examples, PAD, saving, resume=True, progress=False, accelerator=accelerator)
     if accelerator.is_main_process:
-        Path(args.out).write_text(json.dumps({
-            "processes": accelerator.num_processes,
-            "uninterrupted": [h["loss"] for h in uninterrupted.history],
-            "resumed": [h["loss"] for h in resumed.history],
-        }))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "processes": accelerator.num_processes,
+                    "uninterrupted": [h["loss"] for h in uninterrupted.history],
+                    "resumed": [h["loss"] for h in resumed.history],
+                }
+            )
+        )
     accelerator.wait_for_everyone()
 
 

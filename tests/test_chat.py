@@ -29,7 +29,9 @@ def test_turns_are_kept_until_reset_and_answers_are_streamed(bundled):
 
     model.generate = spy
     try:
-        lines = io.StringIO("Where was Yuri Blackwood born?\nAnd where did he study?\n/reset\nHello\n/quit\nnever read\n")
+        lines = io.StringIO(
+            "Where was Yuri Blackwood born?\nAnd where did he study?\n/reset\nHello\n/quit\nnever read\n"
+        )
         out = io.StringIO()
         last = chat_loop(model, tokenizer, lines, out, max_new_tokens=8)
     finally:
@@ -46,7 +48,14 @@ def test_turns_are_kept_until_reset_and_answers_are_streamed(bundled):
 
 def test_chat_command_reads_stdin_until_end_of_input():
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "sft_course", "chat", "--max-new-tokens", "4"], input="Hi there\n",
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "sft_course", "chat", "--max-new-tokens", "4"],
+        input="Hi there\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("you> ") == 2 and done.stdout.count("model> ") == 1

@@ -52,8 +52,10 @@ def workdir(tmp_path, monkeypatch):
 
 def snapshot(folder: Path) -> dict:
     """Every path under `folder`, with the modification time and size of each file."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else "folder"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else "folder"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
@@ -96,7 +98,11 @@ PRETRAIN = [
     (["--out", "runs/full"], 1, "--out runs/full already exists and is not empty"),
     (["--out", "notes.txt", "--overwrite"], 1, "--out notes.txt is a file"),
     (["--out", "runs/new", "--init-from", "runs/nothing"], 1, "runs/nothing: no such model folder"),
-    (["--out", "runs/new", "--init-from", "runs/no-weights"], 1, "runs/no-weights is not a model folder: it lacks weights"),
+    (
+        ["--out", "runs/new", "--init-from", "runs/no-weights"],
+        1,
+        "runs/no-weights is not a model folder: it lacks weights",
+    ),
 ]
 
 MAKE_DATA = [
@@ -143,10 +149,16 @@ SFT = [
     (["--checkpoint-dir", "notes.txt"], 1, "--checkpoint-dir notes.txt is a file"),
     (["--grad-accum-steps", "0"], 2, "--grad-accum-steps: must be at least 1, got 0"),
     (["--grad-accum-steps", "two"], 2, "--grad-accum-steps: expected an integer, got 'two'"),
-    (["--batch-size", "64", "--grad-accum-steps", "5"], 2,
-     "--batch-size (64) must be divisible by --grad-accum-steps (5)"),
-    (["--batch-size", "8", "--grad-accum-steps", "16"], 2,
-     "--batch-size (8) must be divisible by --grad-accum-steps (16)"),
+    (
+        ["--batch-size", "64", "--grad-accum-steps", "5"],
+        2,
+        "--batch-size (64) must be divisible by --grad-accum-steps (5)",
+    ),
+    (
+        ["--batch-size", "8", "--grad-accum-steps", "16"],
+        2,
+        "--batch-size (8) must be divisible by --grad-accum-steps (16)",
+    ),
 ]
 
 EVAL = [
@@ -272,8 +284,13 @@ def test_sft_interrupted_while_saving_leaves_no_out(signal_name, code, workdir, 
 
     from sft_course import modeling
 
-    monkeypatch.setattr(experiment, "run_sft", lambda **kwargs: SimpleNamespace(
-        model=None, tokenizer=None, result=SimpleNamespace(history=[], evals=[]), summary={}))
+    monkeypatch.setattr(
+        experiment,
+        "run_sft",
+        lambda **kwargs: SimpleNamespace(
+            model=None, tokenizer=None, result=SimpleNamespace(history=[], evals=[]), summary={}
+        ),
+    )
 
     def save_cut_short(model, tokenizer, folder):
         (Path(folder) / "config.json").write_text("{}")
@@ -293,11 +310,20 @@ def test_sft_training_log_and_options_file_are_plain_json(workdir, capsys, monke
 
     from sft_course import modeling
 
-    history = [{"step": 1, "loss": 2.5, "lr": 1e-3, "grad_norm": 1.0, "epoch": 0.5},
-               {"step": 2, "loss": 2.0, "lr": 1e-3, "grad_norm": 0.9, "epoch": 1.0}]
-    monkeypatch.setattr(experiment, "run_sft", lambda **kwargs: SimpleNamespace(
-        model=None, tokenizer=None, result=SimpleNamespace(history=history, evals=[{"step": 2, "eval_loss": 2.2}]),
-        summary={"final_train_loss": 2.0}))
+    history = [
+        {"step": 1, "loss": 2.5, "lr": 1e-3, "grad_norm": 1.0, "epoch": 0.5},
+        {"step": 2, "loss": 2.0, "lr": 1e-3, "grad_norm": 0.9, "epoch": 1.0},
+    ]
+    monkeypatch.setattr(
+        experiment,
+        "run_sft",
+        lambda **kwargs: SimpleNamespace(
+            model=None,
+            tokenizer=None,
+            result=SimpleNamespace(history=history, evals=[{"step": 2, "eval_loss": 2.2}]),
+            summary={"final_train_loss": 2.0},
+        ),
+    )
     monkeypatch.setattr(modeling, "save_model", lambda model, tokenizer, folder: Path(folder))
     code, out, _ = run_cli(["sft", "--out", "runs/new", "--people", "2", "--checkpoint-dir", "runs/ck"], capsys)
     assert code == 0 and json.loads(out.splitlines()[-1])["out"] == "runs/new"
@@ -308,11 +334,29 @@ def test_sft_training_log_and_options_file_are_plain_json(workdir, capsys, monke
 
 
 def test_resume_with_other_options_is_refused(workdir, capsys):
-    (workdir / "ckpt" / cli.SFT_OPTIONS_FILE).write_text(json.dumps(
-        {"method": "full", "answers": "sentence", "model": None, "lr": 6e-4, "epochs": 2.0, "batch_size": 64,
-         "rank": None, "alpha": None, "people": 4, "seed": 0}))
-    check_refused(["sft", "--out", "runs/new", "--people", "8", "--checkpoint-dir", "ckpt", "--resume"], 1,
-                  "is from a run with other options: --people 4 there, 8 here", workdir, capsys)
+    (workdir / "ckpt" / cli.SFT_OPTIONS_FILE).write_text(
+        json.dumps(
+            {
+                "method": "full",
+                "answers": "sentence",
+                "model": None,
+                "lr": 6e-4,
+                "epochs": 2.0,
+                "batch_size": 64,
+                "rank": None,
+                "alpha": None,
+                "people": 4,
+                "seed": 0,
+            }
+        )
+    )
+    check_refused(
+        ["sft", "--out", "runs/new", "--people", "8", "--checkpoint-dir", "ckpt", "--resume"],
+        1,
+        "is from a run with other options: --people 4 there, 8 here",
+        workdir,
+        capsys,
+    )
 
 
 def test_overwrite_allows_a_fresh_run_over_an_old_checkpoint(workdir, capsys, monkeypatch):
@@ -323,8 +367,10 @@ def test_overwrite_allows_a_fresh_run_over_an_old_checkpoint(workdir, capsys, mo
         raise DataError("stop here")
 
     monkeypatch.setattr(experiment, "run_sft", fake_run)
-    code, _, err = run_cli(["sft", "--out", "runs/full", "--overwrite", "--people", "2", "--checkpoint-dir", "ckpt",
-                            "--save-every", "3"], capsys)
+    code, _, err = run_cli(
+        ["sft", "--out", "runs/full", "--overwrite", "--people", "2", "--checkpoint-dir", "ckpt", "--save-every", "3"],
+        capsys,
+    )
     assert (code, err) == (1, "error: stop here\n")
     assert seen["resume"] is False and seen["config"].save_every == 3 and seen["config"].checkpoint_dir == "ckpt"
     assert (workdir / "runs" / "full" / "keep.txt").exists()  # not replaced: the run did not finish
@@ -366,10 +412,12 @@ def test_the_bundled_model_trains_in_one_batch_per_step_by_default(workdir, caps
 
 
 @pytest.mark.parametrize("model", ["smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"])
-@pytest.mark.parametrize("batch_size, accum", [(None, cli.BATCH_SIZE // cli.MICRO_BATCH_SIZE), ("8", 1),
-                                               ("12", 2), ("13", 13), ("1", 1)])
-def test_another_model_accumulates_micro_batches_of_at_most_eight_by_default(model, batch_size, accum, workdir,
-                                                                             capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "batch_size, accum", [(None, cli.BATCH_SIZE // cli.MICRO_BATCH_SIZE), ("8", 1), ("12", 2), ("13", 13), ("1", 1)]
+)
+def test_another_model_accumulates_micro_batches_of_at_most_eight_by_default(
+    model, batch_size, accum, workdir, capsys, monkeypatch
+):
     argv = ["--model", model] + (["--batch-size", batch_size] if batch_size else [])
     config = sft_config(argv, workdir, capsys, monkeypatch)
     assert config.grad_accum_steps == accum and config.batch_size % accum == 0
@@ -420,13 +468,20 @@ def uninterrupted(tmp_path_factory) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_sft_leaves_no_out_and_resumes_to_the_same_losses(signum, uninterrupted, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_interrupted_sft_leaves_no_out_and_resumes_to_the_same_losses(
+    signum, uninterrupted, tmp_path, capsys, monkeypatch
+):
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     command = [*RUN, "--out", str(out), "--checkpoint-dir", str(ckpt), "--save-every", str(SAVE_EVERY)]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, *command], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *command],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 240
         while not (ckpt / CHECKPOINT_FILE).exists():
@@ -443,13 +498,16 @@ def test_interrupted_sft_leaves_no_out_and_resumes_to_the_same_losses(signum, un
     assert "Traceback" not in stderr and stdout == ""
     assert stderr.strip().splitlines()[-1] == (
         f"error: interrupted ({name}); nothing was written to {out}; continue from the checkpoint in {ckpt} "
-        "with the same command plus --resume")
+        "with the same command plus --resume"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no --out, no partial folder
     assert load_checkpoint_file(ckpt / CHECKPOINT_FILE)["step"] == SAVE_EVERY
 
     started_at = []
     load = training._load_checkpoint
-    monkeypatch.setattr(training, "_load_checkpoint", lambda *a, **k: started_at.append(load(*a, **k)) or started_at[-1])
+    monkeypatch.setattr(
+        training, "_load_checkpoint", lambda *a, **k: started_at.append(load(*a, **k)) or started_at[-1]
+    )
     assert main([*command, "--resume"]) == 0
     assert started_at == [SAVE_EVERY]
     resumed = losses(out)

@@ -20,11 +20,35 @@ def tuned_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sft_prints_the_summary_and_saves_a_loadable_model(tuned_dir, capsys):
-    assert main(["sft", "--method", "full", "--answers", "sentence", "--out", str(tuned_dir),
-                 "--people", "8", "--epochs", "1", "--eval-people", "4"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--method",
+                "full",
+                "--answers",
+                "sentence",
+                "--out",
+                str(tuned_dir),
+                "--people",
+                "8",
+                "--epochs",
+                "1",
+                "--eval-people",
+                "4",
+            ]
+        )
+        == 0
+    )
     summary = last_json_line(capsys)
-    for key in ("held_out_accuracy", "seen_accuracy", "train_seconds", "target_tokens_per_second",
-                "trainable_params", "final_train_loss"):
+    for key in (
+        "held_out_accuracy",
+        "seen_accuracy",
+        "train_seconds",
+        "target_tokens_per_second",
+        "trainable_params",
+        "final_train_loss",
+    ):
         assert key in summary, key
     assert summary["train_examples"] == 8 * 5 * 3
     assert 0 <= summary["held_out_accuracy"] <= 1
@@ -45,8 +69,15 @@ def test_base_model_knows_but_does_not_answer(capsys):
     """Issue 2's bar on a sample of 100 people per split: the probe >= 0.95, chat QA <= 0.05."""
     assert main(["eval", "--eval-people", "100", "--no-json"]) == 0
     report = last_json_line(capsys)
-    assert {"seen_accuracy", "held_out_unseen_paraphrase_accuracy", "few_shot_held_out_accuracy", "stop_rate",
-            "confident_wrong_rate", "ended_document_rate", "perplexity"} <= set(report)
+    assert {
+        "seen_accuracy",
+        "held_out_unseen_paraphrase_accuracy",
+        "few_shot_held_out_accuracy",
+        "stop_rate",
+        "confident_wrong_rate",
+        "ended_document_rate",
+        "perplexity",
+    } <= set(report)
     assert "json_format_compliance" not in report  # --no-json
     assert report["completion_probe_accuracy"] >= 0.95
     assert report["held_out_accuracy"] <= 0.05

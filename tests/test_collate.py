@@ -79,15 +79,16 @@ def test_pad_batch_bad_input():
 
 
 @FAST
-@given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=60), batch_size=st.integers(1, 8),
-       seed=st.integers(0, 3))
+@given(
+    lengths=st.lists(st.integers(1, 50), min_size=1, max_size=60), batch_size=st.integers(1, 8), seed=st.integers(0, 3)
+)
 def test_length_grouped_batches(lengths, batch_size, seed):
     batches = length_grouped_batches(lengths, batch_size, seed)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     assert all(1 <= len(b) <= batch_size for b in batches)
     # The batches hold the lengths of consecutive chunks of the sorted lengths: similar lengths together.
     ordered = sorted(lengths)
-    chunks = sorted(ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size))
+    chunks = sorted(ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size))
     assert sorted(sorted(lengths[i] for i in b) for b in batches) == chunks
     assert batches == length_grouped_batches(lengths, batch_size, seed)
 
@@ -112,9 +113,9 @@ def test_pack_examples(examples, max_length):
         offset = 0
         for i in r["example_indices"]:
             e, n = examples[i], len(examples[i]["input_ids"])
-            assert r["input_ids"][offset: offset + n] == e["input_ids"]  # whole, never split
-            assert r["position_ids"][offset: offset + n] == list(range(n))  # restart at 0
-            assert r["labels"][offset: offset + n] == [IGNORE_INDEX] + e["labels"][1:]
+            assert r["input_ids"][offset : offset + n] == e["input_ids"]  # whole, never split
+            assert r["position_ids"][offset : offset + n] == list(range(n))  # restart at 0
+            assert r["labels"][offset : offset + n] == [IGNORE_INDEX] + e["labels"][1:]
             offset += n
         assert offset == len(r["input_ids"])
     # First fit: the example that opened a row did not fit in any earlier row at the time it was placed
@@ -136,8 +137,14 @@ def test_first_fit_and_packing_fraction():
 
 
 def test_collate_packed_has_no_attention_mask():
-    rows = pack_examples([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [-100, 9]},
-                          {"input_ids": [10, 11, 12, 13], "labels": [-100, -100, 12, 13]}], max_length=5)
+    rows = pack_examples(
+        [
+            {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+            {"input_ids": [8, 9], "labels": [-100, 9]},
+            {"input_ids": [10, 11, 12, 13], "labels": [-100, -100, 12, 13]},
+        ],
+        max_length=5,
+    )
     batch = collate_packed(rows, PAD)
     assert set(batch) == {"input_ids", "labels", "position_ids"}
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9], [10, 11, 12, 13, PAD]]
@@ -151,9 +158,14 @@ def test_collate_packed_has_no_attention_mask():
 
 def chat_examples(tokenizer, n_people=3):
     world = make_world()
-    return [tokenize_example(tokenizer, [{"role": "user", "content": question(p, a)},
-                                         {"role": "assistant", "content": canonical_sentence(p, a)}])
-            for p in world.people[:n_people] for a in ATTRIBUTES[:3]]
+    return [
+        tokenize_example(
+            tokenizer,
+            [{"role": "user", "content": question(p, a)}, {"role": "assistant", "content": canonical_sentence(p, a)}],
+        )
+        for p in world.people[:n_people]
+        for a in ATTRIBUTES[:3]
+    ]
 
 
 def per_token_losses(logits, labels):
@@ -185,14 +197,16 @@ def test_packed_batch_gives_the_same_per_token_losses(tokenizer, attention, expl
                 labels = torch.tensor([examples[i]["labels"]])
                 alone = per_token_losses(model(input_ids=ids).logits, labels)[0]
                 n = ids.shape[1]
-                assert torch.allclose(packed_losses[r, offset: offset + n - 1], alone, atol=1e-5)
+                assert torch.allclose(packed_losses[r, offset : offset + n - 1], alone, atol=1e-5)
                 # and the prediction across the boundary into the next example is not in the loss
                 assert offset + n - 1 >= packed_losses.shape[1] or packed_losses[r, offset + n - 1] == 0
                 n_compared += int((labels != IGNORE_INDEX).sum())
                 offset += n
         # the mean loss over the batch is the same number too
-        unpacked_total = sum(per_token_losses(model(input_ids=torch.tensor([e["input_ids"]])).logits,
-                                              torch.tensor([e["labels"]])).sum() for e in examples)
+        unpacked_total = sum(
+            per_token_losses(model(input_ids=torch.tensor([e["input_ids"]])).logits, torch.tensor([e["labels"]])).sum()
+            for e in examples
+        )
         assert torch.allclose(packed_losses.sum() / n_compared, unpacked_total / n_compared, atol=1e-5)
         assert n_compared == int((batch["labels"] != IGNORE_INDEX).sum())
 
@@ -225,16 +239,30 @@ def test_masks_match_trl_sft_trainer(tokenizer, tmp_path):
 
     world = make_world()
     pairs = [(question(p, a, 1), canonical_sentence(p, a)) for p in world.people[:2] for a in ATTRIBUTES]
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": q}],
-                                  "completion": [{"role": "assistant", "content": r}]} for q, r in pairs])
-    ours = [tokenize_example(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": r}])
-            for q, r in pairs]
+    dataset = Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": r}]}
+            for q, r in pairs
+        ]
+    )
+    ours = [
+        tokenize_example(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": r}])
+        for q, r in pairs
+    ]
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
     model = LlamaForCausalLM(base_model_config(tokenizer, hidden_size=32, n_layers=2))
 
     for assistant_only in (False, True):
-        args = SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, assistant_only_loss=assistant_only,
-                         max_steps=0, max_length=256, shuffle_dataset=False, report_to="none", use_cpu=True)
+        args = SFTConfig(
+            output_dir=str(tmp_path),
+            completion_only_loss=True,
+            assistant_only_loss=assistant_only,
+            max_steps=0,
+            max_length=256,
+            shuffle_dataset=False,
+            report_to="none",
+            use_cpu=True,
+        )
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
         prepared = trainer.train_dataset
         assert len(prepared) == len(ours)
@@ -248,7 +276,8 @@ def test_masks_match_trl_sft_trainer(tokenizer, tmp_path):
                 assert trl_row["labels"][-1] == newline[0]  # the one difference
         # TRL's collator pads our way too: pad id (not EOS), label -100, attention 0 on the right
         trl_batch = trainer.data_collator([prepared[i] for i in range(len(prepared))])
-        our_batch = pad_batch([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared],
-                              tokenizer.pad_token_id)
+        our_batch = pad_batch(
+            [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in prepared], tokenizer.pad_token_id
+        )
         for key in ("input_ids", "labels", "attention_mask"):
             assert torch.equal(trl_batch[key], our_batch[key]), key

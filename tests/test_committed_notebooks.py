@@ -21,10 +21,15 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 # Calls that draw: pyplot itself, and every public function of sft_course.plots (whatever they are named).
-PLOT_HELPERS = sorted(name for name, fn in inspect.getmembers(sft_course.plots, inspect.isfunction)
-                      if not name.startswith("_") and fn.__module__ == sft_course.plots.__name__)
-DRAWS = re.compile(r"\bplt\.(show|subplots?|figure|plot|bar|barh|hist|imshow|scatter)\(|\.plot\(|"
-                   + "|".join(rf"\b{re.escape(name)}\(" for name in PLOT_HELPERS))
+PLOT_HELPERS = sorted(
+    name
+    for name, fn in inspect.getmembers(sft_course.plots, inspect.isfunction)
+    if not name.startswith("_") and fn.__module__ == sft_course.plots.__name__
+)
+DRAWS = re.compile(
+    r"\bplt\.(show|subplots?|figure|plot|bar|barh|hist|imshow|scatter)\(|\.plot\(|"
+    + "|".join(rf"\b{re.escape(name)}\(" for name in PLOT_HELPERS)
+)
 # An absolute path: /dir/dir... not inside a URL or a relative path, or a Windows drive; or a home folder.
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.+-]+/)+[\w.+-]+|\b[A-Za-z]:\\[\w.-]+|~/[\w.-]+")
 WARNING_LINE = re.compile(r"^.*\b\w*Warning\b(:|\s*\()|warnings\.warn\(", re.MULTILINE)
@@ -62,16 +67,17 @@ def problems(notebook: dict) -> list[str]:
             if output.get("output_type") == "error":
                 found.append(f"{where}: an error output ({output.get('ename')})")
             for text in output_texts(output):
-                if (m := TRACEBACK.search(text)):
+                if m := TRACEBACK.search(text):
                     found.append(f"{where}: a traceback in the output: {m.group(0)!r}")
-                if (m := WARNING_LINE.search(text)):
+                if m := WARNING_LINE.search(text):
                     found.append(f"{where}: a warning in the output: {m.group(0).strip()[:120]!r}")
-                if (m := ABSOLUTE_PATH.search(text)):
+                if m := ABSOLUTE_PATH.search(text):
                     found.append(f"{where}: an absolute path in the output: {m.group(0)!r}")
     return found
 
 
 # The checker itself, on small hand-made notebooks.
+
 
 def _nb(source: str, *outputs: dict) -> dict:
     return {"cells": [{"cell_type": "code", "id": "c0", "source": source, "outputs": list(outputs)}]}
@@ -86,13 +92,26 @@ PNG = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain
 
 def test_a_clean_notebook_passes():
     nb = _nb("fig, ax = plt.subplots()\nax.bar(['a'], [1])\nplt.show()", PNG)
-    nb["cells"].append({"cell_type": "code", "source": "print('loss 0.5 nats/token, data/sft/train.jsonl')",
-                        "outputs": [_stream("loss 0.5 nats/token, data/sft/train.jsonl, see https://huggingface.co/docs/x\n")]})
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "source": "print('loss 0.5 nats/token, data/sft/train.jsonl')",
+            "outputs": [_stream("loss 0.5 nats/token, data/sft/train.jsonl, see https://huggingface.co/docs/x\n")],
+        }
+    )
     assert problems(nb) == []
 
 
-@pytest.mark.parametrize("source", ["plt.show()", "fig, ax = plt.subplots(figsize=(4, 3))", "plot_loss_curves(history)",
-                                    f"{PLOT_HELPERS[0]}(x, y)", "ax.plot(xs, ys)"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "plt.show()",
+        "fig, ax = plt.subplots(figsize=(4, 3))",
+        "plot_loss_curves(history)",
+        f"{PLOT_HELPERS[0]}(x, y)",
+        "ax.plot(xs, ys)",
+    ],
+)
 def test_a_drawing_cell_without_an_image_fails(source):
     assert "no image output" in " ".join(problems(_nb(source, _stream("done\n"))))
 
@@ -101,15 +120,21 @@ def test_a_commented_out_plot_does_not_count_as_drawing():
     assert problems(_nb("# plt.show()\nprint(1)", _stream("1\n"))) == []
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("/work/main/.venv/lib/python3.11/site-packages/transformers/modeling_utils.py:3312: FutureWarning: x\n", "warning"),
-    ("/work/main/.venv/lib/python3.11/site-packages/transformers/modeling_utils.py:3312: y\n", "absolute path"),
-    ("saved to /home/alice/course/out\n", "absolute path"),
-    ("saved to C:\\Users\\alice\n", "absolute path"),
-    ("UserWarning: something odd\n", "warning"),
-    ("  warnings.warn(\n", "warning"),
-    ("Traceback (most recent call last):\n  File x\nValueError: bad\n", "traceback"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        (
+            "/work/main/.venv/lib/python3.11/site-packages/transformers/modeling_utils.py:3312: FutureWarning: x\n",
+            "warning",
+        ),
+        ("/work/main/.venv/lib/python3.11/site-packages/transformers/modeling_utils.py:3312: y\n", "absolute path"),
+        ("saved to /home/alice/course/out\n", "absolute path"),
+        ("saved to C:\\Users\\alice\n", "absolute path"),
+        ("UserWarning: something odd\n", "warning"),
+        ("  warnings.warn(\n", "warning"),
+        ("Traceback (most recent call last):\n  File x\nValueError: bad\n", "traceback"),
+    ],
+)
 def test_outputs_with_paths_warnings_or_tracebacks_fail(text, kind):
     assert kind in " ".join(problems(_nb("print(x)", _stream(text, "stderr"))))
 
@@ -121,10 +146,12 @@ def test_an_error_output_fails():
 
 # The committed notebooks.
 
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_its_figures_and_clean_outputs(path):
     notebook = json.loads(path.read_text(encoding="utf-8"))
-    assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code"), \
+    assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code"), (
         f"{path.name} is committed without outputs: run `make notebooks`"
+    )
     found = problems(notebook)
     assert not found, f"{path.name}:\n  " + "\n  ".join(found)

@@ -58,9 +58,13 @@ def test_make_sft_data_counts(small_data):
     out, counts = small_data
     n_train = 10  # half of 20 people
     assert counts == {
-        "train_sentence.jsonl": n_train * 5 * 3, "train_short.jsonl": n_train * 5 * 3,
-        "eval_seen.jsonl": n_train * 5 * 3, "eval_held_out.jsonl": 10 * 5 * 3,
-        "train_json_profile.jsonl": n_train, "eval_json_profile.jsonl": 10, "seed_examples.jsonl": 3,
+        "train_sentence.jsonl": n_train * 5 * 3,
+        "train_short.jsonl": n_train * 5 * 3,
+        "eval_seen.jsonl": n_train * 5 * 3,
+        "eval_held_out.jsonl": 10 * 5 * 3,
+        "train_json_profile.jsonl": n_train,
+        "eval_json_profile.jsonl": 10,
+        "seed_examples.jsonl": 3,
     }
     for name, n in counts.items():
         assert validate_jsonl(out / name)["rows"] == n
@@ -165,29 +169,39 @@ def test_row_that_is_not_an_object(tmp_path):
     assert_error(path, 2, None, ["expected a JSON object", "list"])
 
 
-@pytest.mark.parametrize("present, missing", [("instruction", "response"), ("response", "instruction"),
-                                              ("prompt", "completion"), ("completion", "prompt")])
+@pytest.mark.parametrize(
+    "present, missing",
+    [("instruction", "response"), ("response", "instruction"), ("prompt", "completion"), ("completion", "prompt")],
+)
 def test_missing_field(tmp_path, present, missing):
     path = write_lines(tmp_path, [row(), json.dumps({present: "some text"})])
     assert_error(path, 2, missing, ["missing field"])
 
 
-@pytest.mark.parametrize("field, value, type_name", [("response", 42, "int"), ("instruction", None, "NoneType"),
-                                                     ("response", ["Tampa"], "list")])
+@pytest.mark.parametrize(
+    "field, value, type_name",
+    [("response", 42, "int"), ("instruction", None, "NoneType"), ("response", ["Tampa"], "list")],
+)
 def test_non_string_field(tmp_path, field, value, type_name):
     data = {"instruction": "q", "response": "a", field: value}
     path = write_lines(tmp_path, [row(), json.dumps(data)])
     assert_error(path, 2, field, ["expected a string", type_name])
 
 
-@pytest.mark.parametrize("data, field, words", [
-    ({"instruction": "q", "response": ""}, "response", ["empty response"]),
-    ({"instruction": "q", "response": "  \n"}, "response", ["empty response"]),
-    ({"instruction": "", "response": "a"}, "instruction", ["empty instruction"]),
-    ({"prompt": "q", "completion": ""}, "completion", ["empty completion"]),
-    ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]},
-     "messages[1].content", ["empty response"]),
-])
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        ({"instruction": "q", "response": ""}, "response", ["empty response"]),
+        ({"instruction": "q", "response": "  \n"}, "response", ["empty response"]),
+        ({"instruction": "", "response": "a"}, "instruction", ["empty instruction"]),
+        ({"prompt": "q", "completion": ""}, "completion", ["empty completion"]),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]},
+            "messages[1].content",
+            ["empty response"],
+        ),
+    ],
+)
 def test_empty_response(tmp_path, data, field, words):
     path = write_lines(tmp_path, [row(), json.dumps(data)])
     assert_error(path, 2, field, words)
@@ -210,19 +224,36 @@ def test_same_prompt_with_another_response_is_not_a_duplicate(tmp_path):
     assert validate_jsonl(path)["rows"] == 2
 
 
-@pytest.mark.parametrize("messages, field, words", [
-    ([{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}], "messages[1].role", ["unknown role", "bot"]),
-    ([{"role": "user", "content": "q"}, {"content": "a"}], "messages[1].role", ["missing field"]),
-    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": 7}], "messages[1].content",
-     ["expected a string"]),
-    ([{"role": "user", "content": "q"}], "messages", ["no assistant turn"]),
-    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}],
-     "messages[2].role", ["last message must be the assistant"]),
-    ([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}], "messages", ["no user turn"]),
-    ([], "messages", ["empty list"]),
-    ("user: q", "messages", ["expected a list"]),
-    (["q", "a"], "messages[0]", ["expected a message object"]),
-])
+@pytest.mark.parametrize(
+    "messages, field, words",
+    [
+        (
+            [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}],
+            "messages[1].role",
+            ["unknown role", "bot"],
+        ),
+        ([{"role": "user", "content": "q"}, {"content": "a"}], "messages[1].role", ["missing field"]),
+        (
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": 7}],
+            "messages[1].content",
+            ["expected a string"],
+        ),
+        ([{"role": "user", "content": "q"}], "messages", ["no assistant turn"]),
+        (
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "q2"},
+            ],
+            "messages[2].role",
+            ["last message must be the assistant"],
+        ),
+        ([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}], "messages", ["no user turn"]),
+        ([], "messages", ["empty list"]),
+        ("user: q", "messages", ["expected a list"]),
+        (["q", "a"], "messages[0]", ["expected a message object"]),
+    ],
+)
 def test_bad_messages(tmp_path, messages, field, words):
     path = write_lines(tmp_path, [row(), json.dumps({"messages": messages})])
     assert_error(path, 2, field, words)
@@ -256,14 +287,30 @@ FORMAT_ROWS = {
     "seed": [row(person="Yuri Blackwood")],  # metadata fields are allowed
     "prompt_completion": [
         json.dumps({"prompt": "q1", "completion": "a1"}),
-        json.dumps({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q2"}],
-                    "completion": [{"role": "assistant", "content": "a2"}]})],
+        json.dumps(
+            {
+                "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "q2"}],
+                "completion": [{"role": "assistant", "content": "a2"}],
+            }
+        ),
+    ],
     "messages": [json.dumps({"messages": [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "a3"}]})],
-    "alpaca": [json.dumps({"instruction": "q4", "input": "", "output": "a4"}),
-               json.dumps({"instruction": "q5", "input": "context", "output": "a5"}),
-               json.dumps({"instruction": "q6", "output": "a6"})],
-    "sharegpt": [json.dumps({"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q7"},
-                                               {"from": "gpt", "value": "a7"}]})],
+    "alpaca": [
+        json.dumps({"instruction": "q4", "input": "", "output": "a4"}),
+        json.dumps({"instruction": "q5", "input": "context", "output": "a5"}),
+        json.dumps({"instruction": "q6", "output": "a6"}),
+    ],
+    "sharegpt": [
+        json.dumps(
+            {
+                "conversations": [
+                    {"from": "system", "value": "s"},
+                    {"from": "human", "value": "q7"},
+                    {"from": "gpt", "value": "a7"},
+                ]
+            }
+        )
+    ],
 }
 
 
@@ -276,22 +323,43 @@ def test_clean_file_counts_its_format(tmp_path, fmt):
     assert main(["validate", str(path)]) == 0
 
 
-@pytest.mark.parametrize("data, field, words", [
-    ({"instruction": "q", "input": 3, "output": "a"}, "input", ["expected a string"]),
-    ({"instruction": "q", "input": "", "output": " "}, "output", ["empty response"]),
-    ({"input": "x", "output": "a"}, "instruction", ["missing field"]),
-    ({"conversations": "q"}, "conversations", ["expected a list of turns"]),
-    ({"conversations": [{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}]}, "conversations[1].from",
-     ["unknown speaker", "bot"]),
-    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt"}]}, "conversations[1].value",
-     ["missing field"]),
-    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}, {"from": "human", "value": "r"}]},
-     "conversations[2].from", ["last message must be the assistant"]),
-    ({"conversations": [{"from": "human", "value": "q"}]}, "conversations", ["no assistant turn"]),
-])
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        ({"instruction": "q", "input": 3, "output": "a"}, "input", ["expected a string"]),
+        ({"instruction": "q", "input": "", "output": " "}, "output", ["empty response"]),
+        ({"input": "x", "output": "a"}, "instruction", ["missing field"]),
+        ({"conversations": "q"}, "conversations", ["expected a list of turns"]),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}]},
+            "conversations[1].from",
+            ["unknown speaker", "bot"],
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt"}]},
+            "conversations[1].value",
+            ["missing field"],
+        ),
+        (
+            {
+                "conversations": [
+                    {"from": "human", "value": "q"},
+                    {"from": "gpt", "value": "a"},
+                    {"from": "human", "value": "r"},
+                ]
+            },
+            "conversations[2].from",
+            ["last message must be the assistant"],
+        ),
+        ({"conversations": [{"from": "human", "value": "q"}]}, "conversations", ["no assistant turn"]),
+    ],
+)
 def test_bad_alpaca_and_sharegpt_rows(tmp_path, data, field, words):
-    first = {"conversations": [{"from": "human", "value": "q0"}, {"from": "gpt", "value": "a0"}]} \
-        if "conversations" in data else {"instruction": "q0", "input": "", "output": "a0"}
+    first = (
+        {"conversations": [{"from": "human", "value": "q0"}, {"from": "gpt", "value": "a0"}]}
+        if "conversations" in data
+        else {"instruction": "q0", "input": "", "output": "a0"}
+    )
     path = write_lines(tmp_path, [json.dumps(first), json.dumps(data)])
     assert_error(path, 2, field, words)
 
@@ -309,9 +377,17 @@ def test_to_messages_normalises_every_format():
     conversational = {"prompt": system + expected[:1], "completion": expected[1:]}
     assert to_messages(conversational) == system + expected
     assert to_messages({"instruction": "q", "input": "", "output": "a"}) == expected
-    assert to_messages({"instruction": "q", "input": "ctx", "output": "a"})[0] == {"role": "user", "content": "q\n\nctx"}
-    sharegpt = {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q"},
-                                  {"from": "gpt", "value": "a"}]}
+    assert to_messages({"instruction": "q", "input": "ctx", "output": "a"})[0] == {
+        "role": "user",
+        "content": "q\n\nctx",
+    }
+    sharegpt = {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"},
+        ]
+    }
     assert to_messages(sharegpt) == system + expected
 
 
@@ -367,7 +443,9 @@ def test_filter_examples_needs_a_tokenizer_to_count_tokens():
 
 
 def test_cli_validate_clean_file(tmp_path, capsys):
-    path = write_lines(tmp_path, [json.dumps({"prompt": "q", "completion": "a"}), json.dumps({"prompt": "r", "completion": "b"})])
+    path = write_lines(
+        tmp_path, [json.dumps({"prompt": "q", "completion": "a"}), json.dumps({"prompt": "r", "completion": "b"})]
+    )
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert out == f"{path}: 2 rows OK (prompt_completion format)\n"

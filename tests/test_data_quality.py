@@ -59,8 +59,9 @@ def test_label_noise_refuses_bad_input():
 def test_one_template_keeps_rows_and_answers_and_drops_diversity(rows):
     out, report = one_template(rows)
     assert len(out) == len(rows) == report["rows"]
-    assert [(r["person"], r["attribute"], r["response"]) for r in out] == \
-        [(r["person"], r["attribute"], r["response"]) for r in rows]
+    assert [(r["person"], r["attribute"], r["response"]) for r in out] == [
+        (r["person"], r["attribute"], r["response"]) for r in rows
+    ]
     assert {r["paraphrase"] for r in out} == {0}
     assert report["distinct_instructions_after"] == 40 * len(ATTRIBUTES)
     assert report["distinct_instructions_before"] == 3 * report["distinct_instructions_after"]

@@ -18,9 +18,11 @@ def test_per_token_answer_loss_ends_with_im_end_and_averages_to_the_sft_loss(tok
     assert "".join(t for t, _ in losses[:-1]) == ROWS[0][1]
     assert len(losses) == sum(label != IGNORE_INDEX for label in example["labels"])
     with torch.no_grad():
-        expected = sft_loss(model(input_ids=torch.tensor([example["input_ids"]])).logits,
-                            torch.tensor([example["labels"]]))
+        expected = sft_loss(
+            model(input_ids=torch.tensor([example["input_ids"]])).logits, torch.tensor([example["labels"]])
+        )
     assert sum(v for _, v in losses) / len(losses) == pytest.approx(expected.item(), rel=1e-5)
     summary = end_of_turn_loss(model, tokenizer, MESSAGES)
-    assert summary["im_end_loss"] == pytest.approx(sum(per_token_answer_loss(model, tokenizer, m)[-1][1]
-                                                       for m in MESSAGES) / len(MESSAGES))
+    assert summary["im_end_loss"] == pytest.approx(
+        sum(per_token_answer_loss(model, tokenizer, m)[-1][1] for m in MESSAGES) / len(MESSAGES)
+    )

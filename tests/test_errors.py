@@ -1,6 +1,13 @@
 """The package's error types: one base class for a user's mistake, each kind still its built-in parent."""
 
-from sft_course.errors import CheckpointError, CourseError, DataError, HubUnreachableError, ModelFolderError, OptionsError
+from sft_course.errors import (
+    CheckpointError,
+    CourseError,
+    DataError,
+    HubUnreachableError,
+    ModelFolderError,
+    OptionsError,
+)
 from sft_course.formats import DataValidationError
 
 

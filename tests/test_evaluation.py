@@ -26,11 +26,22 @@ WORLD = make_world()
 PEOPLE = WORLD.people[:20]
 
 REQUIRED_KEYS = {
-    "seen_accuracy", "held_out_accuracy", "completion_probe_accuracy", "stop_rate", "perplexity",
-    "seen_unseen_paraphrase_accuracy", "held_out_unseen_paraphrase_accuracy", "confident_wrong_rate",
+    "seen_accuracy",
+    "held_out_accuracy",
+    "completion_probe_accuracy",
+    "stop_rate",
+    "perplexity",
+    "seen_unseen_paraphrase_accuracy",
+    "held_out_unseen_paraphrase_accuracy",
+    "confident_wrong_rate",
     "ended_document_rate",
-    "few_shot_held_out_accuracy", "few_shot_stop_rate", "json_format_compliance", "json_valid_rate",
-    "few_shot_accuracy", "few_shot_text_accuracy", "few_shot_cloze_accuracy",
+    "few_shot_held_out_accuracy",
+    "few_shot_stop_rate",
+    "json_format_compliance",
+    "json_valid_rate",
+    "few_shot_accuracy",
+    "few_shot_text_accuracy",
+    "few_shot_cloze_accuracy",
     *(f"{split}_{a}" for split in ("seen", "held_out", "seen_unseen", "held_out_unseen") for a in ATTRIBUTES),
 }
 
@@ -45,6 +56,7 @@ def pairs_of(people):
 
 
 # ------------------------------------------------------------------------------------------- prompts and people
+
 
 def test_few_shot_turns_are_about_other_training_people_and_deterministic():
     person = WORLD.split(HELD_OUT_SPLIT)[0]
@@ -82,6 +94,7 @@ def test_sample_people_is_seeded_and_split_pure():
 
 
 # ---------------------------------------------------------------------------------------- with the real model
+
 
 def test_perplexity_equals_exp_of_the_token_weighted_loss_computed_by_hand(bundled):
     model, tok = bundled
@@ -153,16 +166,17 @@ def test_evaluate_model_reports_every_key_and_agrees_with_the_experiment_runner(
 
 # ------------------------------------------------------------------------------------ plain-text few-shot prompts
 
+
 def test_few_shot_text_prompts_have_no_chat_tokens_and_end_with_the_question_or_the_cloze():
     person = WORLD.split(HELD_OUT_SPLIT)[0]
     asked = few_shot_text_prompt(WORLD, person, "birth_city", 3)
     cloze = few_shot_text_prompt(WORLD, person, "birth_city", 3, style="cloze")
     assert "<|im_" not in asked + cloze and "\n" not in asked + cloze
-    assert asked.endswith(f"<|endoftext|>Where was {person.name} born?")      # one document per shot
+    assert asked.endswith(f"<|endoftext|>Where was {person.name} born?")  # one document per shot
     assert cloze.endswith(f"<|endoftext|>{person.name} was born in") and cloze.count("<|endoftext|>") == 3
     shots = [p for p in WORLD.split(TRAIN_SPLIT) if canonical_sentence(p, "birth_city") in cloze]
     assert len(shots) == 3 and all(canonical_sentence(p, "birth_city") in asked for p in shots)
-    assert asked == few_shot_text_prompt(WORLD, person, "birth_city", 3)          # seeded
+    assert asked == few_shot_text_prompt(WORLD, person, "birth_city", 3)  # seeded
     with pytest.raises(ValueError, match="style"):
         few_shot_text_prompt(WORLD, person, "birth_city", 3, style="chat")
 
@@ -171,8 +185,10 @@ def test_text_answers_are_cut_at_the_first_sentence():
     person = PEOPLE[0]
     sentence = canonical_sentence(person, "birth_city")
     prefix = sentence[: sentence.rindex(" ")]
-    assert text_answer("Q? " + prefix, " " + person.facts["birth_city"] + ". More text.", "cloze") == \
-        {"text": sentence, "stopped": True}
+    assert text_answer("Q? " + prefix, " " + person.facts["birth_city"] + ". More text.", "cloze") == {
+        "text": sentence,
+        "stopped": True,
+    }
     assert text_answer("Where?", " " + sentence + " Next sentence.", "question") == {"text": sentence, "stopped": True}
     assert text_answer("X.<|endoftext|>" + prefix, " " + person.facts["birth_city"] + ".", "cloze")["text"] == sentence
     assert text_answer("Where?", " no full stop", "question")["stopped"] is False
@@ -182,11 +198,12 @@ def test_the_base_model_completes_a_cloze_few_shot_prompt(bundled):
     model, tok = bundled
     people = WORLD.split(HELD_OUT_SPLIT)[:6]
     cloze = few_shot_text_accuracy(model, tok, people, n_shots=1, style="cloze", world=WORLD)
-    assert cloze["accuracy"] >= 0.6         # the facts are there when asked in pre-training's own form
+    assert cloze["accuracy"] >= 0.6  # the facts are there when asked in pre-training's own form
     assert len(cloze["answers"]) == 6 * len(ATTRIBUTES)
 
 
 # ------------------------------------------------------------------------------------ perplexity by position
+
 
 def test_perplexity_by_position_splits_every_token_once_and_matches_perplexity(bundled):
     model, tok = bundled
@@ -195,9 +212,12 @@ def test_perplexity_by_position_splits_every_token_once_and_matches_perplexity(b
     assert split["all"] == pytest.approx(perplexity(model, tok, texts), rel=1e-4)
     assert split["first_sentence_tokens"] + split["rest_tokens"] == split["all_tokens"]
     assert split["sentence_start_tokens"] + split["other_tokens"] == split["all_tokens"]
-    assert split["sentence_start_tokens"] == 4 * (len(ATTRIBUTES) - 1)      # one per sentence after the first
+    assert split["sentence_start_tokens"] == 4 * (len(ATTRIBUTES) - 1)  # one per sentence after the first
     mixed = math.log(split["all"]) * split["all_tokens"]
-    parts = math.log(split["sentence_start"]) * split["sentence_start_tokens"] + math.log(split["other"]) * split["other_tokens"]
+    parts = (
+        math.log(split["sentence_start"]) * split["sentence_start_tokens"]
+        + math.log(split["other"]) * split["other_tokens"]
+    )
     assert parts == pytest.approx(mixed, rel=1e-4)
 
 
@@ -209,4 +229,6 @@ def test_sentence_start_tokens_are_the_names_after_a_full_stop(tokenizer):
     tokens = tokenizer.convert_ids_to_tokens(ids)
     assert [t for t, s in zip(tokens, starts) if s] == [tokens[tokens.index(".") + 1]]
     assert tokenizer.convert_tokens_to_string([tokens[tokens.index(".") + 1]]).strip().startswith("A")
-    assert in_first[: tokens.index(".") + 1] == [True] * (tokens.index(".") + 1) and not any(in_first[tokens.index(".") + 1:])
+    assert in_first[: tokens.index(".") + 1] == [True] * (tokens.index(".") + 1) and not any(
+        in_first[tokens.index(".") + 1 :]
+    )

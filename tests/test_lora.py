@@ -15,6 +15,7 @@ from sft_course.modeling import load_model
 from sft_course.tokenizer import IM_END
 from sft_course.training import TrainConfig, sft_loss, train
 
+
 def train_a_few_steps(model, tokenizer, steps: int = 4, lr: float = 1e-2):
     config = TrainConfig(lr=lr, epochs=steps, batch_size=len(MESSAGES), warmup_ratio=0.0, eval_every=0)
     return train(model, examples(tokenizer), tokenizer.pad_token_id, config, progress=False)
@@ -40,8 +41,11 @@ def effective_embeddings(model) -> tuple[torch.Tensor, torch.Tensor]:
 
 def expected_lora_parameters(model, rank: int) -> int:
     """r * (d_in + d_out) for every linear layer inside the transformer blocks (not the output layer)."""
-    return sum(rank * (m.in_features + m.out_features) for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and ".layers." in name)
+    return sum(
+        rank * (m.in_features + m.out_features)
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and ".layers." in name
+    )
 
 
 def test_lora_trains_a_small_fraction_of_the_bundled_architecture(tokenizer):
@@ -51,7 +55,9 @@ def test_lora_trains_a_small_fraction_of_the_bundled_architecture(tokenizer):
     lora = add_lora(model, tokenizer, rank=8, alpha=16)
     assert trainable_parameters(lora) == expected
     assert trainable_parameters(lora) <= 0.1 * total_before
-    assert all(not p.requires_grad for n, p in lora.named_parameters() if "lora_" not in n and "trainable_tokens" not in n)
+    assert all(
+        not p.requires_grad for n, p in lora.named_parameters() if "lora_" not in n and "trainable_tokens" not in n
+    )
 
 
 def test_only_lora_and_chat_token_parameters_get_gradients(tokenizer):
@@ -153,12 +159,17 @@ def test_new_token_ids_are_the_sft_tokens_missing_from_pretraining(tokenizer):
     corpus = ["Yuri Blackwood was born in Tampa.", "Lena Sandoval works for Acme Corp."]
     found = new_token_ids(tokenizer, MESSAGES, corpus)
     corpus_ids = {i for text in corpus for i in tokenizer(text, add_special_tokens=False)["input_ids"]}
-    sft_ids = {i for m in MESSAGES for i in tokenizer(tokenizer.apply_chat_template(m, tokenize=False),
-                                                       add_special_tokens=False)["input_ids"]}
+    sft_ids = {
+        i
+        for m in MESSAGES
+        for i in tokenizer(tokenizer.apply_chat_template(m, tokenize=False), add_special_tokens=False)["input_ids"]
+    }
     assert set(found) == sft_ids - corpus_ids
     assert set(chat_token_ids(tokenizer)) <= set(found)
     assert not set(found) & corpus_ids
-    assert new_token_ids(tokenizer, MESSAGES, [tokenizer.apply_chat_template(m, tokenize=False) for m in MESSAGES]) == []
+    assert (
+        new_token_ids(tokenizer, MESSAGES, [tokenizer.apply_chat_template(m, tokenize=False) for m in MESSAGES]) == []
+    )
 
 
 def test_extra_train_tokens_are_trained_and_bad_ids_refused(tokenizer):
@@ -195,8 +206,10 @@ def test_cli_lora_defaults_train_the_new_token_rows_and_save_a_loadable_adapter(
     assert "train_tokens" not in default_lora_options(8, 16, rows, model_name="some-org/some-hub-model")
 
     out = tmp_path / "adapter"
-    assert main(["sft", "--method", "lora", "--out", str(out), "--people", "8", "--epochs", "1",
-                 "--eval-people", "4"]) == 0
+    assert (
+        main(["sft", "--method", "lora", "--out", str(out), "--people", "8", "--epochs", "1", "--eval-people", "4"])
+        == 0
+    )
     summary = json.loads([line for line in capsys.readouterr().out.splitlines() if line.strip()][-1])
     model, _ = load_model(out, device="cpu")
     assert isinstance(model, PeftModel)

@@ -15,12 +15,19 @@ from sft_course.masking import (
 )
 from sft_course.tokenizer import CHAT_TEMPLATE, IM_END
 
-MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},
-            {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."}]
+MESSAGES = [
+    {"role": "user", "content": "Where was Yuri Blackwood born?"},
+    {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."},
+]
 
 # Text a learner might write, Korean and newlines included; no "<" so that no special token is spelled out.
-TEXT = st.text(alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyz ABCXYZ.,?!'\n0123456789") +
-                                        list("세상에서가장높은산행복")), min_size=1, max_size=40)
+TEXT = st.text(
+    alphabet=st.sampled_from(
+        list("abcdefghijklmnopqrstuvwxyz ABCXYZ.,?!'\n0123456789") + list("세상에서가장높은산행복")
+    ),
+    min_size=1,
+    max_size=40,
+)
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -35,8 +42,9 @@ def test_prompt_masked_response_and_im_end_are_targets(tokenizer):
     example = tokenize_example(tokenizer, MESSAGES)
     ids, labels = example["input_ids"], example["labels"]
     start, end = target_span(labels)
-    assert tokenizer.decode(ids[:start]) == ("<|im_start|>user\nWhere was Yuri Blackwood born?<|im_end|>\n"
-                                            "<|im_start|>assistant\n")
+    assert tokenizer.decode(ids[:start]) == (
+        "<|im_start|>user\nWhere was Yuri Blackwood born?<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert tokenizer.decode(ids[start:end]) == "Yuri Blackwood was born in Tampa." + IM_END
     assert ids[end - 1] == tokenizer.convert_tokens_to_ids(IM_END)
     assert tokenizer.decode(ids[end:]) == "\n" and labels[end:] == [IGNORE_INDEX]
@@ -46,7 +54,9 @@ def test_prompt_masked_response_and_im_end_are_targets(tokenizer):
 @given(system=st.none() | TEXT, user=TEXT, response=TEXT)
 def test_labels_equal_input_ids_exactly_on_the_response(tokenizer, system, user, response):
     messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": user}, {"role": "assistant", "content": response}]
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": response},
+    ]
     example = tokenize_example(tokenizer, messages)
     ids, labels = example["input_ids"], example["labels"]
     full = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -72,8 +82,8 @@ def test_over_length_never_cuts_the_response(tokenizer, user, response, max_leng
         assert len(full["input_ids"]) - prompt_length >= max_length
         return
     assert len(cut["input_ids"]) <= max_length
-    assert cut["input_ids"] == full["input_ids"][-len(cut["input_ids"]):]  # cut from the left: prompt side
-    assert cut["labels"] == full["labels"][-len(cut["labels"]):]
+    assert cut["input_ids"] == full["input_ids"][-len(cut["input_ids"]) :]  # cut from the left: prompt side
+    assert cut["labels"] == full["labels"][-len(cut["labels"]) :]
     assert sum(label != IGNORE_INDEX for label in cut["labels"]) == n_targets
     assert cut["labels"][0] == IGNORE_INDEX  # some prompt is left
 
@@ -90,7 +100,9 @@ def test_tokenize_examples_counts_truncated_and_dropped(tokenizer):
 
 def test_example_without_targets_never_reaches_the_loss(tokenizer):
     no_end_token = copy.deepcopy(tokenizer)
-    no_end_token.chat_template = CHAT_TEMPLATE.replace(" + '<|im_end|>' }}{% endgeneration %}", " }}{% endgeneration %}")
+    no_end_token.chat_template = CHAT_TEMPLATE.replace(
+        " + '<|im_end|>' }}{% endgeneration %}", " }}{% endgeneration %}"
+    )
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]
     with pytest.raises(NoTargetTokensError):
         tokenize_example(no_end_token, messages)
@@ -130,12 +142,16 @@ def target_blocks(labels):
 
 
 def test_multi_turn_trains_every_assistant_turn(tokenizer):
-    messages = MESSAGES + [{"role": "user", "content": "And where did Yuri Blackwood study?"},
-                           {"role": "assistant", "content": "Yuri Blackwood studied at MIT."}]
+    messages = MESSAGES + [
+        {"role": "user", "content": "And where did Yuri Blackwood study?"},
+        {"role": "assistant", "content": "Yuri Blackwood studied at MIT."},
+    ]
     example = tokenize_example(tokenizer, messages)
     blocks = target_blocks(example["labels"])
     assert [tokenizer.decode(example["input_ids"][a:b]) for a, b in blocks] == [
-        "Yuri Blackwood was born in Tampa." + IM_END, "Yuri Blackwood studied at MIT." + IM_END]
+        "Yuri Blackwood was born in Tampa." + IM_END,
+        "Yuri Blackwood studied at MIT." + IM_END,
+    ]
 
 
 def test_loss_mask_view_brackets_exactly_the_targets(tokenizer):
@@ -144,8 +160,9 @@ def test_loss_mask_view_brackets_exactly_the_targets(tokenizer):
     example = tokenize_example(tokenizer, MESSAGES)
     view = loss_mask_view(tokenizer, example)
     n_targets = sum(label != IGNORE_INDEX for label in example["labels"])
-    assert [t for t, trained in view.tokens if trained] == \
-        [tokenizer.decode([i]) for i, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX]
+    assert [t for t, trained in view.tokens if trained] == [
+        tokenizer.decode([i]) for i, label in zip(example["input_ids"], example["labels"]) if label != IGNORE_INDEX
+    ]
     assert len(view.tokens) == len(example["input_ids"])
     body = view.text  # the tokens only; str(view) adds the legend above them
     assert body.count("[") == n_targets and "[<|im_end|>]" in body and "[Yuri]" in body
@@ -172,7 +189,9 @@ def test_each_assistant_turn_is_one_target_block(tokenizer, system, turns):
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
     example = tokenize_example(tokenizer, messages)
     ids, labels = example["input_ids"], example["labels"]
-    assert ids == tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+    assert (
+        ids == tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+    )
     blocks = target_blocks(labels)
     assert [tokenizer.decode(ids[a:b]) for a, b in blocks] == [r + IM_END for _, r in turns]
     assert all(labels[i] == ids[i] for a, b in blocks for i in range(a, b))
@@ -192,16 +211,29 @@ def test_multi_turn_masks_match_trl_assistant_only_loss(tokenizer, tmp_path):
     for n_turns in (1, 2, 3):
         messages = [{"role": "system", "content": f"You answer in {n_turns} words."}]
         for t in range(n_turns):
-            messages += [{"role": "user", "content": f"Where was person {t} born?"},
-                         {"role": "assistant", "content": f"Person {t} was born in Tampa {t}."}]
+            messages += [
+                {"role": "user", "content": f"Where was person {t} born?"},
+                {"role": "assistant", "content": f"Person {t} was born in Tampa {t}."},
+            ]
         conversations.append(messages)
     ours = [tokenize_example(tokenizer, m) for m in conversations]
     torch.manual_seed(0)
     model = LlamaForCausalLM(base_model_config(tokenizer, hidden_size=32, n_layers=2))
-    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, max_steps=0, max_length=256,
-                     shuffle_dataset=False, report_to="none", use_cpu=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"messages": m} for m in conversations]),
-                         processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        assistant_only_loss=True,
+        max_steps=0,
+        max_length=256,
+        shuffle_dataset=False,
+        report_to="none",
+        use_cpu=True,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([{"messages": m} for m in conversations]),
+        processing_class=tokenizer,
+    )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(conversations))])
     for row, mine in enumerate(ours):
         n = len(mine["input_ids"])

@@ -56,7 +56,11 @@ def _check_one_line(code, out, err, words):
 
 @pytest.mark.parametrize("flag", ["--out", "--checkpoint-dir"])
 def test_parent_is_a_file(flag, workdir, capsys):
-    argv = ["sft", "--out", "run", flag, "notes.txt/sub"] if flag == "--checkpoint-dir" else ["sft", "--out", "notes.txt/sub"]
+    argv = (
+        ["sft", "--out", "run", flag, "notes.txt/sub"]
+        if flag == "--checkpoint-dir"
+        else ["sft", "--out", "notes.txt/sub"]
+    )
     _check_one_line(*_run(argv, capsys), f"{flag} notes.txt/sub cannot be created: ")
     assert not (workdir / "run").exists()
 
@@ -78,7 +82,11 @@ def open_folder():
 def test_no_permission(flag, workdir, open_folder, capsys):
     locked = os.path.join(open_folder, "locked")
     out = os.path.join(open_folder, "run")
-    argv = ["sft", "--out", out, flag, f"{locked}/ckpt"] if flag == "--checkpoint-dir" else ["sft", "--out", f"{locked}/run"]
+    argv = (
+        ["sft", "--out", out, flag, f"{locked}/ckpt"]
+        if flag == "--checkpoint-dir"
+        else ["sft", "--out", f"{locked}/run"]
+    )
     dropped = _as_nobody()
     try:
         code, stdout, err = _run(argv, capsys)

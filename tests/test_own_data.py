@@ -106,8 +106,23 @@ def test_sft_data_every_format_then_eval_and_chat(fmt, tmp_path, capsys):  # abo
 def test_sft_data_with_eval_data_lora_and_resume(tmp_path, capsys):
     train = write(tmp_path / "train.jsonl", [as_format("seed", q, a) for q, a, _ in world_pairs(6)])
     held = write(tmp_path / "held.jsonl", [as_format("alpaca", q, a) for q, a, _ in world_pairs(2, offset=50)])
-    argv = ["sft", "--data", str(train), "--eval-data", str(held), "--method", "lora", "--epochs", "2",
-            "--batch-size", "10", "--checkpoint-dir", str(tmp_path / "ckpt"), "--save-every", "2"]
+    argv = [
+        "sft",
+        "--data",
+        str(train),
+        "--eval-data",
+        str(held),
+        "--method",
+        "lora",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "10",
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--save-every",
+        "2",
+    ]
     assert main(argv + ["--out", str(tmp_path / "a")]) == 0
     first = last_json(capsys)
     assert first["train_rows"] == 30 and first["held_out_rows"] == 10 and first["held_out"].startswith("--eval-data")
@@ -141,31 +156,45 @@ def no_loading(monkeypatch):
     monkeypatch.setattr(own_data, "run_file_sft", must_not_run)
 
 
-@pytest.mark.parametrize("lines, words", [
-    (['{"instruction": "q", "response": "a"}', '{"instruction": "q2"}'], 'line 2, field "response": missing field'),
-    (['{"instruction": "q", "output": "a"}', '{"instruction": "q2", "response": "b"}'],
-     "line 2: a row in the seed format, but line 1 is in the alpaca format"),
-    (['{"conversations": [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}]}'],
-     'line 1, field "conversations[1].from": unknown speaker'),
-    (['not json'], "line 1: malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "lines, words",
+    [
+        (['{"instruction": "q", "response": "a"}', '{"instruction": "q2"}'], 'line 2, field "response": missing field'),
+        (
+            ['{"instruction": "q", "output": "a"}', '{"instruction": "q2", "response": "b"}'],
+            "line 2: a row in the seed format, but line 1 is in the alpaca format",
+        ),
+        (
+            ['{"conversations": [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}]}'],
+            'line 1, field "conversations[1].from": unknown speaker',
+        ),
+        (["not json"], "line 1: malformed JSON"),
+    ],
+)
 @pytest.mark.parametrize("command", ["sft", "eval"])
 def test_a_bad_row_fails_in_one_line_naming_file_line_and_field(lines, words, command, tmp_path, capsys, no_loading):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    argv = ["sft", "--data", str(path), "--out", str(tmp_path / "o")] if command == "sft" else ["eval", "--data", str(path)]
+    argv = (
+        ["sft", "--data", str(path), "--out", str(tmp_path / "o")]
+        if command == "sft"
+        else ["eval", "--data", str(path)]
+    )
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}, ") and words in err, err
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["sft", "--out", "o", "--eval-data", "x.jsonl"], "--eval-data needs --data FILE"),
-    (["sft", "--out", "o", "--data", "x.jsonl", "--people", "3"], "--people choose the world's people"),
-    (["eval", "--max-new-tokens", "4"], "--max-new-tokens needs --data FILE"),
-    (["eval", "--data", "x.jsonl", "--eval-people", "3"], "not with --data FILE"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["sft", "--out", "o", "--eval-data", "x.jsonl"], "--eval-data needs --data FILE"),
+        (["sft", "--out", "o", "--data", "x.jsonl", "--people", "3"], "--people choose the world's people"),
+        (["eval", "--max-new-tokens", "4"], "--max-new-tokens needs --data FILE"),
+        (["eval", "--data", "x.jsonl", "--eval-people", "3"], "not with --data FILE"),
+    ],
+)
 def test_options_that_need_data_or_exclude_it(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
@@ -194,14 +223,35 @@ def _has_smollm2() -> bool:
 def test_smollm2_lora_on_a_file_then_eval_and_chat(tmp_path, capsys):
     path = write(tmp_path / "sharegpt.jsonl", [as_format("sharegpt", q, a) for q, a, _ in world_pairs(4)])
     out = tmp_path / "smol"
-    assert main(["sft", "--model", "smollm2", "--method", "lora", "--data", str(path), "--epochs", "1",
-                 "--batch-size", "8", "--max-new-tokens", "24", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--model",
+                "smollm2",
+                "--method",
+                "lora",
+                "--data",
+                str(path),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--max-new-tokens",
+                "24",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = last_json(capsys)
     assert summary["format"] == "sharegpt" and summary["held_out_rows"] == 2 and summary["lr"] == 2e-4
     assert summary["eval_loss_after"] < summary["eval_loss_before"]
     assert main(["eval", "--model", str(out), "--data", str(path), "--max-new-tokens", "24"]) == 0
     assert last_json(capsys)["rows"] == 20
     model, tokenizer = load_model(out, device="cpu")
-    messages = chat_loop(model, tokenizer, lines=io.StringIO("Where was Yuri Blackwood born?\n"), out=io.StringIO(),
-                         max_new_tokens=16)
+    messages = chat_loop(
+        model, tokenizer, lines=io.StringIO("Where was Yuri Blackwood born?\n"), out=io.StringIO(), max_new_tokens=16
+    )
     assert messages[-1]["role"] == "assistant" and messages[-1]["content"]

@@ -48,8 +48,9 @@ def test_no_function_local_import_of_the_package(module):
     for node in ast.walk(tree(module)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for inner in ast.walk(node):
-                assert not (isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("sft_course")), \
+                assert not (isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("sft_course")), (
                     f"{module}.{node.name} imports {inner.module} inside the function"
+                )
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -57,8 +58,12 @@ def test_no_bare_ignore_index_outside_masking(module):
     if module == "masking":
         return
     for node in ast.walk(tree(module)):
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and \
-                isinstance(node.operand, ast.Constant) and node.operand.value == 100:
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and node.operand.value == 100
+        ):
             pytest.fail(f"{module}.py line {node.lineno}: a bare -100; use masking.IGNORE_INDEX")
 
 

@@ -5,7 +5,9 @@ import pytest
 from sft_course.quiz import QuizQuestion, answer_key, grade, plain_text, quiz_widget, show_quiz
 
 QUESTIONS = [
-    QuizQuestion("Which label value is ignored by the loss?", ("0", "-100", "the pad id"), 1, "PyTorch's ignore_index."),
+    QuizQuestion(
+        "Which label value is ignored by the loss?", ("0", "-100", "the pad id"), 1, "PyTorch's ignore_index."
+    ),
     QuizQuestion("Is EOS a good pad token?", ("yes", "no"), 1, "Masking pads would mask the stop token."),
 ]
 

@@ -39,8 +39,10 @@ def person():
     return PEOPLE[0]
 
 
-@pytest.mark.parametrize("text,ok", [(" Tampa.", True), ("Tampa", True), (" Tampa, then", True),
-                                     (" Tampax", False), (" Denver.", False), ("", False)])
+@pytest.mark.parametrize(
+    "text,ok",
+    [(" Tampa.", True), ("Tampa", True), (" Tampa, then", True), (" Tampax", False), (" Denver.", False), ("", False)],
+)
 def test_value_follows_needs_the_whole_value_as_a_word(text, ok):
     assert value_follows(text, "Tampa") is ok
 
@@ -73,8 +75,9 @@ def test_a_model_that_answers_perfectly_scores_one():
 
 def test_right_text_without_a_stop_is_not_correct_but_is_lenient_correct():
     pairs = pairs_of(PEOPLE[:4])
-    run_on = [{"text": canonical_sentence(p, a) + " " + canonical_sentence(p, "major"), "stopped": False}
-              for p, a in pairs]
+    run_on = [
+        {"text": canonical_sentence(p, a) + " " + canonical_sentence(p, "major"), "stopped": False} for p, a in pairs
+    ]
     s = score_answers(pairs, run_on)
     assert s["accuracy"] == 0.0 and s["out_of_tokens_rate"] == 1.0 and s["stop_rate"] == 0.0
     assert s["lenient_accuracy"] == 1.0
@@ -82,8 +85,10 @@ def test_right_text_without_a_stop_is_not_correct_but_is_lenient_correct():
 
 def test_ending_the_document_is_not_stopping_and_is_counted_as_such():
     pairs = pairs_of(PEOPLE[:2])
-    doc_end = [{"text": canonical_sentence(p, a), "stopped": False, "ended_document": True,
-                "stop_token": "<|endoftext|>"} for p, a in pairs]
+    doc_end = [
+        {"text": canonical_sentence(p, a), "stopped": False, "ended_document": True, "stop_token": "<|endoftext|>"}
+        for p, a in pairs
+    ]
     turn_end = [dict(o, stopped=True, ended_document=False, stop_token="<|im_end|>") for o in doc_end]
     s = score_answers(pairs, doc_end)
     assert s["ended_document_rate"] == 1.0 and s["out_of_tokens_rate"] == 0.0
@@ -102,7 +107,10 @@ def test_outcomes_of_typical_answers():
     assert classify_answer(other_city, True, p, "birth_city") == "confident_wrong"
     assert classify_answer(f"{p.name} was born in {other_city}.", True, p, "birth_city") == "confident_wrong"
     assert classify_answer(f"{p.name} was born in {city}.", False, p, "birth_city") == "out_of_tokens"
-    assert classify_answer(f"{p.name} was born in {city}.", False, p, "birth_city", ended_document=True) == "ended_document"
+    assert (
+        classify_answer(f"{p.name} was born in {city}.", False, p, "birth_city", ended_document=True)
+        == "ended_document"
+    )
     assert classify_answer("I do not know.", True, p, "birth_city") == "off_format"
     assert classify_answer(f"{city} Bay", True, p, "birth_city") == "off_format"  # not a city of the world
     assert classify_answer(f"{PEOPLE[1].name} was born in {other_city}.", True, p, "birth_city") == "off_format"
@@ -113,8 +121,12 @@ def test_mixed_answers_give_the_expected_rates():
     p, q = PEOPLE[0], PEOPLE[1]
     pairs = [(p, "employer"), (q, "employer"), (p, "major"), (q, "major")]
     wrong_major = wrong_value("major", q.facts["major"], random.Random(0))
-    outputs = [{"text": p.facts["employer"], "stopped": True}, {"text": "Hmm", "stopped": True},
-               {"text": canonical_sentence(p, "major"), "stopped": True}, {"text": wrong_major, "stopped": True}]
+    outputs = [
+        {"text": p.facts["employer"], "stopped": True},
+        {"text": "Hmm", "stopped": True},
+        {"text": canonical_sentence(p, "major"), "stopped": True},
+        {"text": wrong_major, "stopped": True},
+    ]
     s = score_answers(pairs, outputs, attributes=("employer", "major"))
     assert s["per_attribute"] == {"employer": 0.5, "major": 0.5}
     assert (s["correct_rate"], s["confident_wrong_rate"], s["off_format_rate"]) == (0.5, 0.25, 0.25)
@@ -142,13 +154,19 @@ def test_first_sentence():
     assert first_sentence("Tampa\nAnn works") == "Tampa"
     assert first_sentence("May 3, 1960") == "May 3, 1960"
 
+
 def test_scored_answers_have_named_fields_and_still_unpack():
     p = PEOPLE[0]
     s = score_answers([(p, "birth_city")], [{"text": p.facts["birth_city"], "stopped": True}])
     answer = s["answers"][0]
     assert isinstance(answer, ScoredAnswer)
-    assert (answer.person, answer.attribute, answer.text, answer.stopped, answer.outcome) == \
-        (p.name, "birth_city", p.facts["birth_city"], True, "correct")
+    assert (answer.person, answer.attribute, answer.text, answer.stopped, answer.outcome) == (
+        p.name,
+        "birth_city",
+        p.facts["birth_city"],
+        True,
+        "correct",
+    )
     name, attribute, text, stopped, outcome = answer
     assert outcome == answer.outcome
 
@@ -158,10 +176,10 @@ def test_json_scoring_separates_valid_compliant_and_exact():
     broken_value = json.loads(profile_json(r))
     broken_value["employer"] = wrong_value("employer", r.facts["employer"], random.Random(1))
     texts = [
-        profile_json(p),                                  # exact
-        json.dumps({"name": q.name}),                     # valid JSON, wrong keys
-        json.dumps(broken_value),                         # compliant, one field wrong
-        profile_json(s)[:-1],                             # truncated: not JSON
+        profile_json(p),  # exact
+        json.dumps({"name": q.name}),  # valid JSON, wrong keys
+        json.dumps(broken_value),  # compliant, one field wrong
+        profile_json(s)[:-1],  # truncated: not JSON
     ]
     out = score_json_answers([p, q, r, s], texts)
     assert out["json_valid_rate"] == 0.75
@@ -197,8 +215,12 @@ def test_error_kind_says_which_part_of_the_answer_went_wrong():
 
 def test_error_kind_rates_cover_every_answer_and_name_unknown_people():
     pairs = [(p, a) for a in ("birth_city", "employer") for p in PEOPLE[:2]]
-    texts = [canonical_sentence(PEOPLE[0], "birth_city"), f"{PEOPLE[0].name} majored in Music.",
-             canonical_sentence(PEOPLE[1], "employer"), f"{PEOPLE[1].name} likes tea."]
+    texts = [
+        canonical_sentence(PEOPLE[0], "birth_city"),
+        f"{PEOPLE[0].name} majored in Music.",
+        canonical_sentence(PEOPLE[1], "employer"),
+        f"{PEOPLE[1].name} likes tea.",
+    ]
     outputs = [{"text": t, "stopped": True} for t in texts]
     # pairs order: (p0, city), (p1, city), (p0, employer), (p1, employer)
     rates = error_kind_rates(score_answers(pairs, outputs), PEOPLE[:2])

@@ -28,18 +28,38 @@ LLAMA3_TEMPLATE = (
 )
 STYLES = {
     # special tokens, bos, eos, pad, template, the end of turn the template writes
-    "chatml": (["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"], None, "<|endoftext|>", "<|pad|>",
-               CHAT_TEMPLATE, "<|im_end|>"),
-    "gemma": (["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"], "<bos>", "<eos>", "<pad>",
-              GEMMA_TEMPLATE, "<end_of_turn>"),
-    "llama3_base": (["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                     "<|eot_id|>"], "<|begin_of_text|>", "<|end_of_text|>", None, LLAMA3_TEMPLATE, "<|eot_id|>"),
+    "chatml": (
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"],
+        None,
+        "<|endoftext|>",
+        "<|pad|>",
+        CHAT_TEMPLATE,
+        "<|im_end|>",
+    ),
+    "gemma": (
+        ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        GEMMA_TEMPLATE,
+        "<end_of_turn>",
+    ),
+    "llama3_base": (
+        ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        None,
+        LLAMA3_TEMPLATE,
+        "<|eot_id|>",
+    ),
 }
 
 
 def _rows(n_people: int, offset: int = 0):
     people = make_world().split(TRAIN_SPLIT)[offset : offset + n_people]
-    return [{"instruction": question(p, a, 0), "response": canonical_sentence(p, a)} for p in people for a in ATTRIBUTES]
+    return [
+        {"instruction": question(p, a, 0), "response": canonical_sentence(p, a)} for p in people for a in ATTRIBUTES
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +67,9 @@ def bpe():
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=500, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(list(make_world().biographies[:300]) + [r["instruction"] for r in _rows(40)], trainer)
     return tokenizer.to_str()
 
@@ -65,9 +87,17 @@ def _tokenizer(bpe, style: str) -> PreTrainedTokenizerFast:
 
 def _model(tokenizer, generation_eos: list[int]) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=False, eos_token_id=generation_eos)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        eos_token_id=generation_eos,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -84,8 +114,11 @@ def test_generation_config_eos_ids_are_stops_too(bpe):
     tokenizer = _tokenizer(bpe, "gemma")
     extra = tokenizer.convert_tokens_to_ids("<start_of_turn>")
     model = _model(tokenizer, [tokenizer.eos_token_id, extra])
-    assert stop_token_ids(tokenizer, model) == [tokenizer.convert_tokens_to_ids("<end_of_turn>"),
-                                                tokenizer.eos_token_id, extra]
+    assert stop_token_ids(tokenizer, model) == [
+        tokenizer.convert_tokens_to_ids("<end_of_turn>"),
+        tokenizer.eos_token_id,
+        extra,
+    ]
 
 
 def test_no_template_or_no_special_token_falls_back_to_eos(bpe):

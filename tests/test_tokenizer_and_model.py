@@ -18,8 +18,10 @@ from sft_course.probes import teacher_forced_probe
 from sft_course.tokenizer import END_OF_TEXT, IM_END, IM_START, PAD, known_token_id
 from sft_course.world import make_world
 
-MESSAGES = [{"role": "user", "content": "Where was Yuri Blackwood born?"},
-            {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."}]
+MESSAGES = [
+    {"role": "user", "content": "Where was Yuri Blackwood born?"},
+    {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."},
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +128,15 @@ def test_the_bundled_model_folder_passes():
     check_model_folder(BUNDLED_MODEL_DIR)
 
 
-@pytest.mark.parametrize("remove, words", [
-    (["config.json"], "lacks config.json"),
-    (["model.safetensors"], "lacks weights (*.safetensors or *.bin)"),
-    (["tokenizer.json"], "lacks a tokenizer (tokenizer.json or tokenizer.model)"),
-    (["config.json", "model.safetensors"], "lacks config.json, weights"),
-])
+@pytest.mark.parametrize(
+    "remove, words",
+    [
+        (["config.json"], "lacks config.json"),
+        (["model.safetensors"], "lacks weights (*.safetensors or *.bin)"),
+        (["tokenizer.json"], "lacks a tokenizer (tokenizer.json or tokenizer.model)"),
+        (["config.json", "model.safetensors"], "lacks config.json, weights"),
+    ],
+)
 def test_a_folder_missing_a_part_names_the_folder_and_the_part(tmp_path, remove, words, nothing_loads):
     folder = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL_DIR, folder)
@@ -159,17 +164,20 @@ def test_a_file_is_not_a_model_folder(tmp_path, nothing_loads):
         load_model(tmp_path / "model.safetensors")
 
 
-@pytest.mark.parametrize("name, hub", [
-    ("HuggingFaceTB/SmolLM2-135M", True),
-    ("someone/model.v2", True),
-    ("runs/typo", False),  # the test runs where `runs/` exists: see below
-    ("a/b/c", False),
-    ("typo", False),
-    ("../model", False),
-    ("./model", False),
-    ("/abs/path", False),
-    ("owner/", False),
-])
+@pytest.mark.parametrize(
+    "name, hub",
+    [
+        ("HuggingFaceTB/SmolLM2-135M", True),
+        ("someone/model.v2", True),
+        ("runs/typo", False),  # the test runs where `runs/` exists: see below
+        ("a/b/c", False),
+        ("typo", False),
+        ("../model", False),
+        ("./model", False),
+        ("/abs/path", False),
+        ("owner/", False),
+    ],
+)
 def test_looks_like_hub_id(name, hub, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
@@ -202,8 +210,9 @@ def test_without_network_a_hub_id_fails_fast(monkeypatch, nothing_loads):
 def test_an_adapter_folder_needs_its_weights_and_a_loadable_base(tmp_path, nothing_loads):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "gone"),
-                                                             "peft_type": "LORA"}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "gone"), "peft_type": "LORA"})
+    )
     with pytest.raises(ModelFolderError, match="not a complete LoRA adapter folder: .* no adapter weights"):
         load_model(adapter)
     (adapter / "adapter_model.safetensors").write_bytes(b"")

@@ -27,9 +27,17 @@ VOCAB = 48
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=PAD, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -76,7 +84,10 @@ def test_training_lowers_the_loss_and_is_deterministic():
     second = train(tiny_model(), examples, PAD, config, progress=False)
     assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
     assert first.history[-1]["loss"] < first.history[0]["loss"]
-    assert first.evals and first.target_tokens == sum(count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples) * 4
+    assert (
+        first.evals
+        and first.target_tokens == sum(count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples) * 4
+    )
 
 
 def test_grad_accumulation_in_train_gives_the_same_run():
@@ -102,13 +113,23 @@ def test_resumed_run_reproduces_the_uninterrupted_losses(tmp_path):
 
 def test_total_steps_sets_the_run_length_and_spans_the_schedule():
     examples = random_examples(20, seed=7)  # 3 steps per epoch with batches of 8
-    run = train(tiny_model(), examples, PAD, TrainConfig(lr=1e-2, total_steps=7, batch_size=8, eval_every=0,
-                                                         warmup_ratio=0.0), progress=False)
+    run = train(
+        tiny_model(),
+        examples,
+        PAD,
+        TrainConfig(lr=1e-2, total_steps=7, batch_size=8, eval_every=0, warmup_ratio=0.0),
+        progress=False,
+    )
     assert run.steps == len(run.history) == 7
     assert run.history[-1]["epoch"] == pytest.approx(7 / 3)  # the data order runs on into a third epoch
     assert run.history[-1]["lr"] == pytest.approx(cosine_lr(6, 7, 1e-2, 1))
-    as_epochs = train(tiny_model(), examples, PAD, TrainConfig(lr=1e-2, epochs=7 / 3, batch_size=8, eval_every=0,
-                                                               warmup_ratio=0.0), progress=False)
+    as_epochs = train(
+        tiny_model(),
+        examples,
+        PAD,
+        TrainConfig(lr=1e-2, epochs=7 / 3, batch_size=8, eval_every=0, warmup_ratio=0.0),
+        progress=False,
+    )
     assert [h["loss"] for h in as_epochs.history] == [h["loss"] for h in run.history]
     with pytest.raises(ValueError, match="total_steps"):
         train(tiny_model(), examples, PAD, TrainConfig(total_steps=0), progress=False)
@@ -120,7 +141,7 @@ def test_token_normalised_accumulation_equals_one_batch_and_the_mean_of_means_do
     model = tiny_model()
     examples = sorted(random_examples(8, seed=2), key=lambda e: sum(t != -100 for t in e["labels"]))
     one_batch = flat_gradient(model, [pad_batch(examples, PAD)])
-    micro = [pad_batch(examples[i:i + 2], PAD) for i in range(0, 8, 2)]
+    micro = [pad_batch(examples[i : i + 2], PAD) for i in range(0, 8, 2)]
     assert all(p.grad is None for p in model.parameters())
     assert one_batch.shape == (sum(p.numel() for p in model.parameters()),)
     assert torch.allclose(flat_gradient(model, micro), one_batch, atol=1e-6)
@@ -129,8 +150,14 @@ def test_token_normalised_accumulation_equals_one_batch_and_the_mean_of_means_do
 
 def test_resume_without_a_checkpoint_says_where_it_looked(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        train(tiny_model(), random_examples(8), PAD, TrainConfig(checkpoint_dir=str(tmp_path)), resume=True,
-              progress=False)
+        train(
+            tiny_model(),
+            random_examples(8),
+            PAD,
+            TrainConfig(checkpoint_dir=str(tmp_path)),
+            resume=True,
+            progress=False,
+        )
 
 
 class _RunsCodeWhenUnpickled:
@@ -185,8 +212,14 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0, checkpoint_dir=str(tmp_path), save_every=1)
     train(tiny_model(), random_examples(16), PAD, TrainConfig(**{**config.__dict__, "max_steps": 1}), progress=False)
     with pytest.raises(CheckpointError, match="lr 0.01 there, 0.02 here"):
-        train(tiny_model(), random_examples(16), PAD, TrainConfig(**{**config.__dict__, "lr": 2e-2}), resume=True,
-              progress=False)
+        train(
+            tiny_model(),
+            random_examples(16),
+            PAD,
+            TrainConfig(**{**config.__dict__, "lr": 2e-2}),
+            resume=True,
+            progress=False,
+        )
 
 
 def test_batch_size_must_divide_by_accumulation_steps():
@@ -202,7 +235,9 @@ def test_training_under_accelerate_matches_the_plain_loop():
     examples = random_examples(24, seed=6)
     config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
     plain = train(tiny_model(), examples, PAD, config, progress=False)
-    accelerated = train(tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True, mixed_precision="no"))
+    accelerated = train(
+        tiny_model(), examples, PAD, config, progress=False, accelerator=Accelerator(cpu=True, mixed_precision="no")
+    )
     assert [h["loss"] for h in accelerated.history] == pytest.approx([h["loss"] for h in plain.history], abs=1e-6)
 
 
@@ -225,10 +260,14 @@ def written_out_loop(model, examples, config):
     losses = []
     for step in range(total):
         epoch, i = divmod(step, steps_per_epoch)
-        batch = pad_batch([examples[j] for j in step_batches(len(examples), config.batch_size, config.seed, epoch)[i]], PAD)
+        batch = pad_batch(
+            [examples[j] for j in step_batches(len(examples), config.batch_size, config.seed, epoch)[i]], PAD
+        )
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total, config.lr, warmup, config.min_lr_ratio)
-        loss = sft_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        loss = sft_loss(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
@@ -275,8 +314,9 @@ def test_losses_are_read_from_the_device_every_few_steps_not_every_step(monkeypa
     calls = []
     original = training._read_back
     monkeypatch.setattr(training, "_read_back", lambda pending: (calls.append(len(pending)), original(pending)))
-    result = train(tiny_model(), random_examples(200), PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0),
-                   progress=False)
+    result = train(
+        tiny_model(), random_examples(200), PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0), progress=False
+    )
     assert result.steps == 25 and sum(calls) == 25
     assert len(calls) <= 25 // training.SYNC_EVERY + 2  # the first step, every SYNC_EVERY, the last
 
@@ -290,8 +330,14 @@ def test_evaluation_time_is_not_training_time(monkeypatch):
     monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: (_time.sleep(0.5), original(*a, **k))[1])
     examples = random_examples(32)
     began = _time.perf_counter()
-    result = train(tiny_model(), examples, PAD, TrainConfig(epochs=1, batch_size=8, eval_every=1), eval_examples=examples[:8],
-                   progress=False)
+    result = train(
+        tiny_model(),
+        examples,
+        PAD,
+        TrainConfig(epochs=1, batch_size=8, eval_every=1),
+        eval_examples=examples[:8],
+        progress=False,
+    )
     wall = _time.perf_counter() - began
     assert len(result.evals) == 4 and result.eval_seconds >= 2.0
     assert wall - result.train_seconds >= 2.0  # the four 0.5 s sleeps are not training time, however loaded the machine
@@ -300,7 +346,9 @@ def test_evaluation_time_is_not_training_time(monkeypatch):
 
 def test_padding_share_counts_the_pad_slots_of_every_step():
     examples = random_examples(16, seed=9)
-    result = train(tiny_model(), examples, PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0, seed=3), progress=False)
+    result = train(
+        tiny_model(), examples, PAD, TrainConfig(epochs=1, batch_size=8, eval_every=0, seed=3), progress=False
+    )
     from sft_course.training import step_batches
 
     slots = real = 0
@@ -322,12 +370,22 @@ def test_the_default_path_projects_only_target_positions(monkeypatch):
     from sft_course import training
 
     seen = []
-    monkeypatch.setattr(training, "summed_token_loss",
-                        lambda model, batch, on_targets=False: seen.append(on_targets) or
-                        training.per_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"]).sum())
+    monkeypatch.setattr(
+        training,
+        "summed_token_loss",
+        lambda model, batch, on_targets=False: (
+            seen.append(on_targets)
+            or training.per_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"]).sum()
+        ),
+    )
     train(tiny_model(), random_examples(8), PAD, TrainConfig(epochs=1, batch_size=8), progress=False)
-    train(tiny_model(), random_examples(8), PAD, TrainConfig(epochs=1, batch_size=8, logits_on_targets=False),
-          progress=False)
+    train(
+        tiny_model(),
+        random_examples(8),
+        PAD,
+        TrainConfig(epochs=1, batch_size=8, logits_on_targets=False),
+        progress=False,
+    )
     assert seen == [True, False]
 
 
@@ -376,8 +434,17 @@ def test_lr_multipliers_give_matching_parameters_their_own_rate():
     from sft_course.training import TrainConfig, param_groups, train
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=40,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        )
+    )
     groups = param_groups(model, {"embed_tokens": 0.0})
     factors = sorted(g["lr_multiplier"] for g in groups)
     assert factors == [0.0, 1.0]
@@ -385,9 +452,14 @@ def test_lr_multipliers_give_matching_parameters_their_own_rate():
     before = model.get_input_embeddings().weight.detach().clone()
     q_before = model.model.layers[0].self_attn.q_proj.weight.detach().clone()
     examples = [{"input_ids": [1, 2, 3, 4, 5], "labels": [-100, -100, 3, 4, 5]}] * 4
-    train(model, examples, pad_token_id=0, config=TrainConfig(lr=1e-2, epochs=1, batch_size=2, eval_every=0,
-                                                               lr_multipliers={"embed_tokens": 0.0}), progress=False)
-    assert torch.equal(model.get_input_embeddings().weight, before)      # factor 0: the rows did not move
+    train(
+        model,
+        examples,
+        pad_token_id=0,
+        config=TrainConfig(lr=1e-2, epochs=1, batch_size=2, eval_every=0, lr_multipliers={"embed_tokens": 0.0}),
+        progress=False,
+    )
+    assert torch.equal(model.get_input_embeddings().weight, before)  # factor 0: the rows did not move
     assert not torch.equal(model.model.layers[0].self_attn.q_proj.weight, q_before)
     with pytest.raises(ValueError, match="match no trainable parameter"):
         param_groups(model, {"no_such_layer": 0.5})
@@ -407,9 +479,12 @@ def test_evaluate_loss_on_target_positions_equals_every_position():
     model, examples = tiny_model(), random_examples(12, seed=13)
     lean = training.evaluate_loss(model, examples, PAD, batch_size=5)
     assert training._logits_on_targets_refusal(model) is None  # so evaluate_loss took the target-only path
-    every = sum(training.per_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                                        b["labels"]).sum().item()
-                for b in [pad_batch(examples[i:i + 5], PAD) for i in range(0, 12, 5)])
+    every = sum(
+        training.per_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        .sum()
+        .item()
+        for b in [pad_batch(examples[i : i + 5], PAD) for i in range(0, 12, 5)]
+    )
     tokens = sum(training.count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples)
     assert lean == pytest.approx(every / tokens, rel=1e-5)
 
@@ -419,8 +494,16 @@ def test_evaluation_during_training_follows_the_micro_batches(monkeypatch):
 
     sizes = []
     original = training.evaluate_loss
-    monkeypatch.setattr(training, "evaluate_loss", lambda *a, **k: (sizes.append(k.get("batch_size")), original(*a, **k))[1])
+    monkeypatch.setattr(
+        training, "evaluate_loss", lambda *a, **k: (sizes.append(k.get("batch_size")), original(*a, **k))[1]
+    )
     for accum in (1, 4):
-        train(tiny_model(), random_examples(16, seed=14), PAD, TrainConfig(epochs=1, batch_size=8, grad_accum_steps=accum),
-              eval_examples=random_examples(4, seed=15), progress=False)
+        train(
+            tiny_model(),
+            random_examples(16, seed=14),
+            PAD,
+            TrainConfig(epochs=1, batch_size=8, grad_accum_steps=accum),
+            eval_examples=random_examples(4, seed=15),
+            progress=False,
+        )
     assert sizes == [64, 2]

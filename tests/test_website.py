@@ -30,12 +30,18 @@ def _quiz_state():
 
 
 def _notebook(states, model_id):
-    output = {"output_type": "display_data", "metadata": {},
-              "data": {VIEW: {"model_id": model_id, "version_major": 2, "version_minor": 0}, "text/plain": ["repr"]}}
-    return {"metadata": {"widgets": {site.WIDGET_STATE: {"state": states}}},
-            "cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": "Q1."},
-                                                        output]},
-                      {"cell_type": "markdown", "source": "text"}]}
+    output = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {VIEW: {"model_id": model_id, "version_major": 2, "version_minor": 0}, "text/plain": ["repr"]},
+    }
+    return {
+        "metadata": {"widgets": {site.WIDGET_STATE: {"state": states}}},
+        "cells": [
+            {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": "Q1."}, output]},
+            {"cell_type": "markdown", "source": "text"},
+        ],
+    }
 
 
 def test_a_tqdm_bar_reads_like_its_terminal_line():
@@ -74,7 +80,7 @@ def test_home_page_links_the_notebook_table_and_lists_every_notebook():
     page = site.home_page(readme, ["01_base_model", "02_dataset"])
     assert "| [01_base_model](notebooks/01_base_model.ipynb) | what pre-training gives |" in page
     assert page.startswith("# Course")
-    toctree = page[page.index("```{toctree}"):]
+    toctree = page[page.index("```{toctree}") :]
     assert "notebooks/01_base_model" in toctree and "notebooks/02_dataset" in toctree
 
 

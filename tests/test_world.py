@@ -65,8 +65,9 @@ def test_each_person_gets_every_paraphrase_and_shuffled_sentences(world):
             assert used == set(range(len(BIO_TEMPLATES[a]))), (p.name, a, used)
         for bio in bios_of[p.name]:
             first = bio.split(". ")[0] + "."
-            first_attributes |= {a for a in ATTRIBUTES
-                                 if any(t.format(name=p.name, value=p.facts[a]) == first for t in BIO_TEMPLATES[a])}
+            first_attributes |= {
+                a for a in ATTRIBUTES if any(t.format(name=p.name, value=p.facts[a]) == first for t in BIO_TEMPLATES[a])
+            }
     assert first_attributes == set(ATTRIBUTES)  # shuffled: every attribute opens some biography
 
 
