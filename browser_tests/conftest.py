@@ -18,8 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Path(os.environ.get("SITE_DIR", ROOT / "build" / "site"))
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "build" / "browser-screenshots"))
-INSTALL_HINT = ("make test-browser needs Chromium: install it with `apt-get install -y chromium` (Debian/Ubuntu), "
-                "or set CHROMIUM=/path/to/chromium")
+INSTALL_HINT = (
+    "make test-browser needs Chromium: install it with `apt-get install -y chromium` (Debian/Ubuntu), "
+    "or set CHROMIUM=/path/to/chromium"
+)
 
 
 def chromium_path() -> str | None:
@@ -45,8 +47,9 @@ def browser():
     with sync_playwright() as p:
         # --no-sandbox: Chromium refuses to start its sandbox as root, which is how CI and containers run.
         # --disable-dev-shm-usage: containers often have a tiny /dev/shm, which crashes Chromium's renderers.
-        b = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
         yield b
         b.close()
 

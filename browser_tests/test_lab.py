@@ -47,8 +47,10 @@ def _free_port() -> int:
 
 def _settings(folder: Path) -> Path:
     """JupyterLab user settings for the test: no autosave (the notebook stays as committed), no news fetch."""
-    for plugin, values in {"docmanager-extension/plugin": {"autosave": False},
-                           "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}.items():
+    for plugin, values in {
+        "docmanager-extension/plugin": {"autosave": False},
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
         path = folder / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
@@ -60,22 +62,37 @@ def lab(tmp_path_factory):
     """JupyterLab started exactly as a learner starts it, `make lab`, with test options in LAB_ARGS."""
     tmp = tmp_path_factory.mktemp("lab")
     port = _free_port()
-    args = (f"--no-browser --port={port} --ServerApp.port_retries=0 "
-            f"--LabApp.user_settings_dir={_settings(tmp / 'settings')} --LabApp.workspaces_dir={tmp / 'workspaces'}")
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), MPLBACKEND="module://matplotlib_inline.backend_inline",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    args = (
+        f"--no-browser --port={port} --ServerApp.port_retries=0 "
+        f"--LabApp.user_settings_dir={_settings(tmp / 'settings')} --LabApp.workspaces_dir={tmp / 'workspaces'}"
+    )
+    env = dict(
+        os.environ,
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     before = hashlib.sha256(NOTEBOOK.read_bytes()).hexdigest()
     log_path = tmp / "lab.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     printed = re.compile(rf"http://127\.0\.0\.1:{port}/lab\?token=([0-9a-f]{{16,}})")
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (found := printed.search(log_path.read_text())):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`make lab` printed no URL with its token for port {port} (exit code {proc.poll()}):\n"
-                            + log_path.read_text()[-3000:])
+                pytest.fail(
+                    f"`make lab` printed no URL with its token for port {port} (exit code {proc.poll()}):\n"
+                    + log_path.read_text()[-3000:]
+                )
             time.sleep(0.5)
         yield {"base": f"http://127.0.0.1:{port}", "token": found.group(1), "log": log_path}
     finally:
@@ -95,6 +112,7 @@ def test_make_lab_prints_its_url_with_the_token_and_serves_as_this_user(lab):
     if os.getuid() == 0:
         assert "--allow-root" in log or "running as root" in log
     import urllib.request
+
     with urllib.request.urlopen(f"{lab['base']}/api/status?token={lab['token']}", timeout=30) as r:
         assert r.status == 200
 
@@ -138,16 +156,18 @@ def test_the_quiz_widget_renders_and_answers(lab, page, shots):
     first, second = questions.nth(0), questions.nth(1)
     first.locator(".widget-radio-box label").nth(quiz[0].answer).click()
     first.get_by_role("button", name="Check").click()
-    page.wait_for_function("([el, t]) => el.innerText.includes(t)",
-                           arg=[first.element_handle(), "Correct. " + quiz[0].explanation[:40]])
+    page.wait_for_function(
+        "([el, t]) => el.innerText.includes(t)", arg=[first.element_handle(), "Correct. " + quiz[0].explanation[:40]]
+    )
     wrong = (quiz[1].answer + 1) % len(quiz[1].options)
     second.locator(".widget-radio-box label").nth(wrong).click()
     second.get_by_role("button", name="Check").click()
     expected = f"Not quite: the answer is ({'abcdefgh'[quiz[1].answer]})."
     page.wait_for_function("([el, t]) => el.innerText.includes(t)", arg=[second.element_handle(), expected])
     cell.get_by_role("button", name="Score").click()
-    page.wait_for_function("([el, t]) => el.innerText.includes(t)",
-                           arg=[cell.element_handle(), f"1 / {len(quiz)} correct"])
+    page.wait_for_function(
+        "([el, t]) => el.innerText.includes(t)", arg=[cell.element_handle(), f"1 / {len(quiz)} correct"]
+    )
     first.scroll_into_view_if_needed()
     page.screenshot(path=shots / "lab_quiz_answered.png")
     cell.locator(".jp-OutputArea").screenshot(path=shots / "lab_quiz_output.png")
@@ -157,10 +177,11 @@ def test_the_quiz_widget_renders_and_answers(lab, page, shots):
     cell.locator(".jp-InputPrompt").first.click()
     page.keyboard.press("b")  # a new cell below, never saved (autosave is off)
     page.keyboard.press("Enter")
-    page.keyboard.insert_text('import sys\nsys.modules["ipywidgets"] = None  # ipywidgets unavailable\n'
-                              "show_quiz(QUIZ)")
+    page.keyboard.insert_text('import sys\nsys.modules["ipywidgets"] = None  # ipywidgets unavailable\nshow_quiz(QUIZ)')
     page.keyboard.press("Shift+Enter")
-    fallback = page.locator(".jp-Notebook .jp-Cell", has=page.locator(".jp-InputArea", has_text="ipywidgets unavailable"))
+    fallback = page.locator(
+        ".jp-Notebook .jp-Cell", has=page.locator(".jp-InputArea", has_text="ipywidgets unavailable")
+    )
     fallback.locator(".jp-InputPrompt", has_text="[2]").wait_for(timeout=60_000)
     fallback.locator(".jp-OutputArea", has_text="Q1. ").wait_for()
     out = fallback.locator(".jp-OutputArea")

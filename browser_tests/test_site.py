@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,8 +16,11 @@ PAGES = ["index.html", "search.html", "genindex.html"] + [f"notebooks/{n}.html" 
 def figure_count(name: str) -> int:
     """Image outputs in the committed notebook: each must be an image on its page."""
     nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
-    return sum(any(k.startswith("image/") for k in out.get("data", {}))
-               for cell in nb["cells"] for out in cell.get("outputs", []))
+    return sum(
+        any(k.startswith("image/") for k in out.get("data", {}))
+        for cell in nb["cells"]
+        for out in cell.get("outputs", [])
+    )
 
 
 def open_page(page, url: str) -> list[str]:
@@ -42,7 +44,8 @@ def test_page_loads_without_errors_and_its_figures_decode(page, site_url, shots,
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=shots / f"site_{path.replace('/', '_').removesuffix('.html')}.png", full_page=True)
     images = page.eval_on_selector_all(
-        "img", "els => els.map(e => ({src: e.getAttribute('src'), ok: e.complete && e.naturalWidth > 0}))")
+        "img", "els => els.map(e => ({src: e.getAttribute('src'), ok: e.complete && e.naturalWidth > 0}))"
+    )
     assert problems == []
     assert [i["src"] for i in images if not i["ok"]] == [], "images that did not decode"
     if path.startswith("notebooks/"):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
+from sft_course.loss import per_token_loss
 from sft_course.modeling import ADAPTER_WEIGHT_FILES
-from sft_course.training import per_token_loss
 
 ADAM_STATES_PER_PARAM = 2  # AdamW keeps exp_avg and exp_avg_sq for each trainable parameter
 

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from sft_course.defaults import MAX_LENGTH
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.experiment import training_rows
 from sft_course.formats import to_messages
+from sft_course.loss import uses_logits_on_targets
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
-from sft_course.training import TrainConfig, step_batches, train, uses_logits_on_targets
+from sft_course.training import TrainConfig, plan_steps, step_indices, train
 from sft_course.world import make_world
 
 COURSE_CONFIGS = {
@@ -193,11 +195,10 @@ def _course_run(name, options, base_model, tokenizer, examples, config, warmup_s
 
 
 def _course_widths(examples, config, targets_only):
-    per_epoch = math.ceil(len(examples) / config.batch_size)
+    """(examples, padded width, tokens through the output layer) of each step `train` takes (`step_indices`)."""
     widths = []
-    for step in range(min(config.max_steps or 10**9, config.total_steps or round(config.epochs * per_epoch))):
-        epoch, i = divmod(step, per_epoch)
-        batch = [examples[j] for j in step_batches(len(examples), config.batch_size, config.seed, epoch)[i]]
+    for _, indices in step_indices(len(examples), config, plan_steps(len(examples), config)):
+        batch = [examples[j] for j in indices]
         width = max(len(e["input_ids"]) for e in batch)
         targets = sum(sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in batch)
         widths.append((len(batch), width, targets if targets_only else len(batch) * width))
@@ -320,7 +321,7 @@ def run_bench(
     model_name: str | None = None,
     course_configs=None,
     trl_configs=None,
-    max_length: int = 128,
+    max_length: int = MAX_LENGTH,
     progress=print,
 ) -> dict:
     """Run every configuration `repeats` times, alternating; return {"runs": [...], "summary": {...}}."""
@@ -330,9 +331,9 @@ def run_bench(
     device = next(base_model.parameters()).device
     rows = training_rows("sentence", n_people=n_people)
     examples, _ = tokenize_examples(tokenizer, [to_messages(r) for r in rows], max_length)
-    per_epoch = math.ceil(len(examples) / batch_size)
-    steps = steps or max(1, round(epochs * per_epoch))
-    config = TrainConfig(lr=lr, batch_size=batch_size, seed=seed, eval_every=0, total_steps=steps)
+    config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, seed=seed, eval_every=0)
+    steps = steps or plan_steps(len(examples), config).total_steps
+    config = replace(config, total_steps=steps)
     progress(f"bench: {len(examples)} examples, {steps} steps of batch {batch_size}, lr {lr}, on {device}")
 
     runners = {}

@@ -36,7 +36,6 @@ from sft_course.defaults import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATES,
-    PRETRAINED_LEARNING_RATES,
     LORA_ALPHA,
     LORA_RANK,
     METHODS,
@@ -44,6 +43,7 @@ from sft_course.defaults import (
     PRETRAIN_LR,
     PRETRAIN_STEPS,
     PRETRAIN_WARMUP_STEPS,
+    PRETRAINED_LEARNING_RATES,
 )
 from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
 from sft_course.output_paths import check_writable_folder
@@ -51,21 +51,7 @@ from sft_course.output_paths import check_writable_folder
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
 DEFAULT_SAVE_EVERY = 50
 SFT_OPTIONS_FILE = "sft_options.json"  # next to the checkpoint: the options that a --resume must repeat
-RESUME_OPTIONS = (
-    "method",
-    "answers",
-    "model",
-    "lr",
-    "epochs",
-    "batch_size",
-    "rank",
-    "alpha",
-    "people",
-    "seed",
-    "data",
-    "eval_data",
-    "max_length",
-)
+# (those of `checkpoint.RESUME_FIELDS`, the one list that `training.train` checks too)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,20 +187,22 @@ def _eval(args) -> int:
 
 def _max_length(args) -> int:
     """`--max-length`, or its default: 128 tokens for the bundled model (256 positions), 512 for any other."""
-    from sft_course.experiment import is_bundled_model
+    from sft_course.modeling import BUNDLED, model_kind
 
     if args.max_length is not None:
         return args.max_length
-    return 128 if is_bundled_model(args.model) else 512
+    return 128 if model_kind(args.model) == BUNDLED else 512
 
 
 def _sft_options(args) -> dict:
-    return {name: getattr(args, name) for name in RESUME_OPTIONS}
+    from sft_course.checkpoint import RESUME_FIELDS
+
+    return {name: getattr(args, name) for name in RESUME_FIELDS if hasattr(args, name)}
 
 
 def _check_checkpoint_dir(args) -> None:
     """`--resume` needs a checkpoint of the same options; a fresh run must not clobber one silently."""
-    from sft_course.training import CHECKPOINT_FILE
+    from sft_course.checkpoint import CHECKPOINT_FILE, check_resumable
 
     folder = Path(args.checkpoint_dir)
     check_writable_folder(folder, "--checkpoint-dir")
@@ -229,20 +217,14 @@ def _check_checkpoint_dir(args) -> None:
             "save, or --checkpoint-dir differs): run the command without --resume"
         )
     if options_file.exists():
-        saved, now = json.loads(options_file.read_text()), _sft_options(args)
-        differ = [
-            f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here"
-            for k in RESUME_OPTIONS
-            if saved.get(k) != now[k]
-        ]
-        if differ:
-            raise CheckpointError(f"{checkpoint} is from a run with other options: {'; '.join(differ)}")
+        check_resumable(checkpoint, json.loads(options_file.read_text()), _sft_options(args), as_options=True)
 
 
 def _sft(args) -> int:
-    from sft_course.experiment import SFT_DATA_DIR, default_lora_options, run_sft, training_rows
+    from sft_course.checkpoint import CHECKPOINT_FILE
+    from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
-    from sft_course.training import CHECKPOINT_FILE, TrainConfig
+    from sft_course.training import TrainConfig
 
     check_output_folder(args.out, args.overwrite)
     if args.checkpoint_dir:
@@ -264,9 +246,7 @@ def _sft(args) -> int:
         save_every=args.save_every or 0,
     )
     rows = training_rows(args.answers, n_people=args.people)
-    lora_options = None
-    if args.method == "lora":  # rank, alpha, and trainable rows for tokens new to pre-training
-        lora_options = default_lora_options(args.rank, args.alpha, rows, args.model)
+    lora_options = args.run.lora_options(rows)  # LoRA: rank, alpha, and trainable rows for tokens new to pre-training
     accelerator = None
     if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
         from accelerate import Accelerator
@@ -305,9 +285,9 @@ def _sft(args) -> int:
 def _sft_on_file(args) -> int:
     """`sft --data FILE [--eval-data FILE]`: the learner's own rows, checked before the model loads."""
     from sft_course import own_data
-    from sft_course.experiment import default_lora_options
+    from sft_course.checkpoint import CHECKPOINT_FILE
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model, save_model
-    from sft_course.training import CHECKPOINT_FILE, TrainConfig
+    from sft_course.run import TrainConfig
 
     data = own_data.read_data_file(args.data)
     if args.eval_data is not None:
@@ -326,9 +306,7 @@ def _sft_on_file(args) -> int:
         checkpoint_dir=args.checkpoint_dir,
         save_every=args.save_every or 0,
     )
-    lora_options = None
-    if args.method == "lora":
-        lora_options = default_lora_options(args.rank, args.alpha, train_data.messages, args.model)
+    lora_options = args.run.lora_options(train_data.messages)
     accelerator = None
     if args.accelerate:
         from accelerate import Accelerator
@@ -496,32 +474,27 @@ def _sft_combinations(args) -> str | None:
             f"--batch-size ({args.batch_size}) must be divisible by --grad-accum-steps ({args.grad_accum_steps}): "
             "each optimizer step is that many micro-batches of equal size"
         )
-    # defaults that depend on the model, the method or --checkpoint-dir
-    from sft_course.experiment import default_lr, is_bundled_model
+    # defaults that depend on the model and the method: resolved in one place (`experiment.resolve_run`)
+    from sft_course.experiment import resolve_run
 
-    if args.lr is None:  # the bundled model's measured rates, or a real pre-trained model's
-        args.lr = default_lr(args.method, args.model)
-    if args.grad_accum_steps is None:
-        args.grad_accum_steps = default_grad_accum_steps(args.batch_size, bundled=is_bundled_model(args.model))
-    if args.method == "lora":
-        args.rank = LORA_RANK if args.rank is None else args.rank
-        args.alpha = LORA_ALPHA if args.alpha is None else args.alpha
+    args.run = resolve_run(
+        args.method,
+        args.model,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps,
+        rank=args.rank,
+        alpha=args.alpha,
+    )
+    args.lr, args.grad_accum_steps, args.rank, args.alpha = (
+        args.run.lr,
+        args.run.grad_accum_steps,
+        args.run.rank,
+        args.run.alpha,
+    )
     if args.checkpoint_dir and args.save_every is None:
         args.save_every = DEFAULT_SAVE_EVERY
     return None
-
-
-def default_grad_accum_steps(batch_size: int, bundled: bool) -> int:
-    """Micro-batches per optimizer step when `--grad-accum-steps` is not given.
-
-    The bundled model (a vocabulary of 1,388 tokens) takes each step in one batch. Any other model takes the fewest
-    micro-batches of at most `MICRO_BATCH_SIZE` examples that split `--batch-size` evenly (64: 8 of 8), the way
-    TRL's per-device batch and gradient accumulation do: the logits of a 49k-token vocabulary for 64 examples at
-    once take gigabytes. The loop divides by the step's target tokens, so the update is the same up to rounding.
-    """
-    if bundled:
-        return 1
-    return next(n for n in range(1, batch_size + 1) if batch_size % n == 0 and batch_size // n <= MICRO_BATCH_SIZE)
 
 
 def _eval_combinations(args) -> str | None:

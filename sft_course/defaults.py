@@ -12,6 +12,9 @@ BATCH_SIZE = 64  # examples per optimizer step
 # Any other model: at most this many examples per forward pass (micro-batch), the rest by gradient accumulation,
 # so that a 49k-token vocabulary's logits stay small (`sft-course sft --grad-accum-steps`).
 MICRO_BATCH_SIZE = 8
+# Tokens per SFT example at most (prompt and response): the world's QA conversations are far shorter; a longer
+# conversation is cut from the left, its last response kept whole (`masking.tokenize_examples`).
+MAX_LENGTH = 128
 LORA_RANK = 8
 LORA_ALPHA = 16  # the update is scaled by alpha / rank
 

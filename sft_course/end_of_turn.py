@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from sft_course.loss import per_token_loss
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.tokenizer import IM_END, IM_START
-from sft_course.training import per_token_loss
 
 
 @torch.no_grad()

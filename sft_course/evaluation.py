@@ -16,11 +16,11 @@ import re
 import torch
 
 from sft_course.generation import chat_prompt, generate
+from sft_course.loss import count_target_tokens, per_token_loss
 from sft_course.masking import IGNORE_INDEX
 from sft_course.probes import completion_probe
 from sft_course.scoring import first_sentence, score_answers, score_json_answers
 from sft_course.tokenizer import END_OF_TEXT
-from sft_course.training import count_target_tokens, per_token_loss
 from sft_course.world import (
     ATTRIBUTES,
     HELD_OUT_SPLIT,
@@ -158,8 +158,9 @@ def qa_report(
     """Ask every attribute of every person in chat format; score with `score_answers`.
 
     `kind` picks trained or unseen question wordings; `paraphrase` one of them by index, `"rotate"` to cycle
-    through all of them over the questions, or a list of indices to cycle through (e.g. `[1, 2]`). `n_shots > 0` prepends that many solved examples about other
-    people (`few_shot_turns`). Correct means exact match and a stop within `max_new_tokens`.
+    through all of them over the questions, or a list of indices to cycle through (e.g. `[1, 2]`). `n_shots > 0`
+    prepends that many solved examples about other people (`few_shot_turns`). Correct means exact match and a
+    stop within `max_new_tokens`.
     """
     pairs = [(p, a) for a in attributes for p in people]
     prompts = qa_prompts(tokenizer, pairs, kind, paraphrase, n_shots, world)
@@ -235,8 +236,8 @@ def few_shot_text_accuracy(
 ) -> dict:
     """Ask every attribute of every person with a plain-text few-shot prompt; score the first sentence.
 
-    Scored by `score_answers`, a complete first sentence counting as a stop (plain text has no end of turn): an answer is
-    correct when its first sentence is the fact alone or the canonical sentence.
+    Scored by `score_answers`, a complete first sentence counting as a stop (plain text has no end of turn): an
+    answer is correct when its first sentence is the fact alone or the canonical sentence.
     """
     world = world or make_world()
     pairs = [(p, a) for a in attributes for p in people]

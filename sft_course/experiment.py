@@ -2,7 +2,7 @@
 
 The notebooks and `sft-course sft` call `run_sft`, so a figure in a notebook and the command line's JSON
 come from the same code. `finetune` is the notebooks' short run of N optimizer steps on a copy of a base
-model, and `default_lora_options` the command line's LoRA policy.
+model, and `resolve_run` fills in a run's defaults (rate, micro-batches, LoRA options) from its model and method.
 """
 
 from __future__ import annotations
@@ -17,12 +17,22 @@ from transformers import AutoTokenizer
 
 from sft_course.accounting import trainable_parameters
 from sft_course.data import read_examples
-from sft_course.defaults import ANSWER_STYLES, LEARNING_RATES, LORA_ALPHA, LORA_RANK, METHODS, PRETRAINED_LEARNING_RATES
+from sft_course.defaults import (
+    ANSWER_STYLES,
+    BATCH_SIZE,
+    LEARNING_RATES,
+    LORA_ALPHA,
+    LORA_RANK,
+    MAX_LENGTH,
+    METHODS,
+    MICRO_BATCH_SIZE,
+    PRETRAINED_LEARNING_RATES,
+)
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.formats import to_messages
 from sft_course.lora import add_lora, new_token_ids
 from sft_course.masking import tokenize_examples
-from sft_course.modeling import BUNDLED_MODEL_DIR, REPO_ROOT, load_model
+from sft_course.modeling import BUNDLED, BUNDLED_MODEL_DIR, REPO_ROOT, load_model, model_kind
 from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
@@ -30,20 +40,18 @@ SFT_DATA_DIR = REPO_ROOT / "data" / "sft"
 __all__ = [
     "ANSWER_STYLES",
     "METHODS",
+    "RunDefaults",
     "SFTRun",
+    "default_grad_accum_steps",
     "default_lora_options",
     "default_lr",
+    "resolve_run",
     "eval_loss_rows",
     "evaluate_accuracy",
     "finetune",
     "run_sft",
     "training_rows",
 ]
-
-
-def is_bundled_model(model_name) -> bool:
-    """True for None (the default) and for the bundled model's folder."""
-    return model_name is None or Path(model_name).resolve() == BUNDLED_MODEL_DIR.resolve()
 
 
 def default_lr(method: str = "full", model_name=None) -> float:
@@ -54,7 +62,78 @@ def default_lr(method: str = "full", model_name=None) -> float:
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return (LEARNING_RATES if is_bundled_model(model_name) else PRETRAINED_LEARNING_RATES)[method]
+    return (LEARNING_RATES if model_kind(model_name) == BUNDLED else PRETRAINED_LEARNING_RATES)[method]
+
+
+def default_grad_accum_steps(batch_size: int, bundled: bool) -> int:
+    """Micro-batches per optimizer step when none is given (`sft-course sft --grad-accum-steps`).
+
+    The bundled model (a vocabulary of 1,388 tokens) takes each step in one batch. Any other model takes the fewest
+    micro-batches of at most `MICRO_BATCH_SIZE` examples that split `batch_size` evenly (64: 8 of 8), the way
+    TRL's per-device batch and gradient accumulation do: the logits of a 49k-token vocabulary for 64 examples at
+    once take gigabytes. The loop divides by the step's target tokens, so the update is the same up to rounding.
+    """
+    if bundled:
+        return 1
+    return next(n for n in range(1, batch_size + 1) if batch_size % n == 0 and batch_size // n <= MICRO_BATCH_SIZE)
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """A run's settings with every default filled in from its model and method (`resolve_run`)."""
+
+    method: str
+    model_name: str | None
+    bundled: bool  # the bundled base model (`modeling.model_kind`)
+    lr: float
+    batch_size: int
+    grad_accum_steps: int
+    rank: int | None  # LoRA only (None for full fine-tuning)
+    alpha: float | None
+
+    def lora_options(self, sft_rows: Iterable | None = None) -> dict | None:
+        """The options of `add_lora` for this run (`default_lora_options`), or None for full fine-tuning."""
+        if self.method != "lora":
+            return None
+        return default_lora_options(self.rank, self.alpha, sft_rows, self.model_name)
+
+
+def resolve_run(
+    method: str = "full",
+    model_name: str | os.PathLike | None = None,
+    *,
+    lr: float | None = None,
+    batch_size: int = BATCH_SIZE,
+    grad_accum_steps: int | None = None,
+    rank: int | None = None,
+    alpha: float | None = None,
+) -> RunDefaults:
+    """Fill in a run's defaults from its model and method, in one place (the command line calls it).
+
+    - `lr`: the bundled model's measured rate for the method, or a real model's usual one (`default_lr`);
+    - `grad_accum_steps`: one batch per step for the bundled model, micro-batches of at most `MICRO_BATCH_SIZE`
+      examples for any other (`default_grad_accum_steps`);
+    - `rank`, `alpha`: LoRA's defaults for `method="lora"`, None for full fine-tuning;
+    - `bundled`: whether `model_name` is the bundled model (`modeling.model_kind`, asked once here).
+    Values given are kept. The LoRA options proper (which embedding rows train) need the SFT rows:
+    `RunDefaults.lora_options(rows)`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    bundled = model_kind(model_name) == BUNDLED
+    lora = method == "lora"
+    return RunDefaults(
+        method=method,
+        model_name=None if model_name is None else str(model_name),
+        bundled=bundled,
+        lr=default_lr(method, model_name) if lr is None else lr,
+        batch_size=batch_size,
+        grad_accum_steps=default_grad_accum_steps(batch_size, bundled)
+        if grad_accum_steps is None
+        else grad_accum_steps,
+        rank=(LORA_RANK if rank is None else rank) if lora else rank,
+        alpha=(LORA_ALPHA if alpha is None else alpha) if lora else alpha,
+    )
 
 
 @dataclass
@@ -106,7 +185,7 @@ def default_lora_options(
     only the chat tokens (`add_lora`'s default), since its pre-training text is unknown.
     """
     options = {"rank": rank, "alpha": alpha}
-    if is_bundled_model(model_name) and sft_rows is not None:
+    if model_kind(model_name) == BUNDLED and sft_rows is not None:
         tokenizer = AutoTokenizer.from_pretrained(str(BUNDLED_MODEL_DIR))
         options["train_tokens"] = new_token_ids(tokenizer, sft_rows, make_world().biographies)
     return options
@@ -154,7 +233,7 @@ def run_sft(
     train_rows: list[dict] | None = None,
     config: TrainConfig | None = None,
     lora_options: dict | None = None,
-    max_length: int = 128,
+    max_length: int = MAX_LENGTH,
     n_eval_people: int | None = 200,
     model_name: str | None = None,
     progress: bool = True,

@@ -12,7 +12,7 @@ then answer correctly and still give the stop token a tiny probability. `add_lor
 the output layer is wrapped with an adapter that shares the input embedding's trainable rows.
 
 Counting what LoRA trains and stores is `sft_course.accounting`; measuring the trap is `sft_course.end_of_turn`;
-the command line's LoRA options are `sft_course.experiment.default_lora_options`.
+the command line's LoRA options are `sft_course.experiment.resolve_run(...).lora_options(rows)`.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The chat template renders the example; the prompt of an assistant turn is whatever the template renders for
 the messages before it plus the generation prompt (`<|im_start|>assistant\\n`), which is what the model sees at
 inference. Targets are every assistant turn's content and its end-of-turn token (`<|im_end|>`), so the model
-learns to stop; the template's trailing whitespace after that token is not a target. Working from the rendered prompt rather than
-from `{% generation %}` markers makes this work for hub tokenizers whose templates have none.
+learns to stop; the template's trailing whitespace after that token is not a target. Working from the rendered
+prompt rather than from `{% generation %}` markers makes this work for hub tokenizers whose templates have none.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def tokenize_example(tokenizer, messages: list[dict], max_length: int | None = N
 
     Targets are every assistant message's tokens and its end-of-turn token (the last message must be one).
     Longer than `max_length`: the conversation is cut from the left if the last response still fits with some
-    prompt before it, otherwise `ExampleTooLongError` is raised. An example without any target raises `NoTargetTokensError`.
+    prompt before it, otherwise `ExampleTooLongError` is raised. An example without any target raises
+    `NoTargetTokensError`.
     """
     return _tokenize_with_status(tokenizer, messages, max_length)[0]
 

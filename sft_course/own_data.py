@@ -27,8 +27,10 @@ from sft_course.data import read_file_rows
 from sft_course.errors import DataError
 from sft_course.generation import generate
 from sft_course.lora import add_lora
+from sft_course.loss import evaluate_loss
 from sft_course.masking import tokenize_examples
-from sft_course.training import TrainConfig, TrainResult, evaluate_loss, train
+from sft_course.run import TrainConfig, TrainResult
+from sft_course.training import train
 
 HELD_OUT_FRACTION = 0.1
 MIN_ROWS_TO_SPLIT = 10  # below this many rows nothing is held out (a 10% split would be a single noisy row or less)

@@ -102,9 +102,9 @@ def show_quiz(questions: Sequence[QuizQuestion]):
     """Print the quiz as plain text; in a Jupyter kernel with ipywidgets, also display the interactive version."""
     print(plain_text(questions))
     try:
+        import ipywidgets  # noqa: F401
         from IPython import get_ipython
         from IPython.display import display
-        import ipywidgets  # noqa: F401
     except ImportError:
         return None
     shell = get_ipython()

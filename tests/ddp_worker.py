@@ -12,9 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for test_training's tiny model and examples
 
 from accelerate import Accelerator  # noqa: E402
+from test_training import PAD, random_examples, tiny_model  # noqa: E402
 
 from sft_course.training import TrainConfig, train  # noqa: E402
-from test_training import PAD, random_examples, tiny_model  # noqa: E402
 
 
 def main() -> None:

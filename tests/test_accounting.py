@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from helpers import examples, tiny_model
+
 from sft_course.accounting import (
     adapter_size_bytes,
     optimizer_state_bytes,

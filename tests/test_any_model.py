@@ -6,8 +6,6 @@ import json
 import logging
 
 import pytest
-
-from sft_course.errors import ModelFolderError
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -16,6 +14,7 @@ from sft_course import smollm2
 from sft_course.cli import main
 from sft_course.defaults import LEARNING_RATES as BUNDLED_MODEL_LR
 from sft_course.defaults import PRETRAINED_LEARNING_RATES as PRETRAINED_MODEL_LR
+from sft_course.errors import ModelFolderError
 from sft_course.experiment import default_lr
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.modeling import load_model
@@ -25,7 +24,8 @@ from sft_course.world import make_world
 LLAMA3_TEMPLATE = (
     "{{- bos_token }}{%- for message in messages %}"
     "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}"
-    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 MESSAGES = [
@@ -142,6 +142,41 @@ def test_default_learning_rate_by_model(gpt2_dir):
     assert default_lr("lora", "smollm2") == PRETRAINED_MODEL_LR["lora"] == 2e-4
     with pytest.raises(ValueError, match="method"):
         default_lr("qlora")
+
+
+def test_resolve_run_fills_every_default_from_the_model_and_the_method(gpt2_dir):
+    from sft_course.experiment import resolve_run
+
+    bundled = resolve_run("full")
+    assert (bundled.bundled, bundled.lr, bundled.grad_accum_steps, bundled.rank, bundled.alpha) == (
+        True,
+        BUNDLED_MODEL_LR["full"],
+        1,
+        None,
+        None,
+    )
+    assert bundled.lora_options() is None
+    lora = resolve_run("lora", "smollm2", batch_size=12)
+    assert (lora.bundled, lora.lr, lora.grad_accum_steps, lora.rank, lora.alpha) == (
+        False,
+        PRETRAINED_MODEL_LR["lora"],
+        2,
+        8,
+        16,
+    )
+    assert lora.lora_options() == {"rank": 8, "alpha": 16}
+    given = resolve_run("lora", str(gpt2_dir), lr=1e-3, grad_accum_steps=4, rank=2, alpha=4)
+    assert (given.lr, given.grad_accum_steps, given.rank, given.alpha) == (1e-3, 4, 2, 4)
+    with pytest.raises(ValueError, match="method"):
+        resolve_run("qlora")
+
+
+def test_which_model_is_asked_once():
+    from sft_course.modeling import BUNDLED, BUNDLED_MODEL_DIR, OTHER, SMOLLM2, model_kind
+
+    assert model_kind(None) == model_kind(BUNDLED_MODEL_DIR) == model_kind(str(BUNDLED_MODEL_DIR)) == BUNDLED
+    assert model_kind("smollm2") == model_kind("SmolLM2") == SMOLLM2
+    assert model_kind("HuggingFaceTB/SmolLM2-135M-Instruct") == OTHER
 
 
 def _last_json(capsys) -> dict:

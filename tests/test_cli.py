@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from sft_course import cli, experiment, pretrain, training
+from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.cli import PEOPLE_PER_SPLIT, main, write_folder_atomically
 from sft_course.errors import DataError, OptionsError
-from sft_course.training import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.world import TRAIN_SPLIT, make_world
 
 
@@ -432,7 +432,7 @@ def test_grad_accum_steps_reaches_the_train_config(model, workdir, capsys, monke
 
 # ---------------------------------------------------------------------------------------------------------
 # Interrupted by a signal, then resumed: the child process waits after its first checkpoint (a wrapper around
-# `_save_checkpoint`, in the child only), and the test sends the signal as soon as that checkpoint is on disk.
+# `training.save_checkpoint`, in the child only), and the test sends the signal as soon as that checkpoint is on disk.
 
 REPO = Path(__file__).resolve().parent.parent
 # 4 people x 5 attributes x 3 paraphrases = 60 examples, 15 steps of 4; a checkpoint every 3 steps
@@ -444,13 +444,13 @@ CHILD = textwrap.dedent("""
     import sft_course.training as training
     from sft_course.cli import main
 
-    save = training._save_checkpoint
+    save = training.save_checkpoint
 
     def save_then_wait(*args, **kwargs):
         save(*args, **kwargs)
         time.sleep(300)  # the test signals us here, mid-run
 
-    training._save_checkpoint = save_then_wait
+    training.save_checkpoint = save_then_wait
     sys.exit(main(sys.argv[1:]))
 """)
 
@@ -504,10 +504,8 @@ def test_interrupted_sft_leaves_no_out_and_resumes_to_the_same_losses(
     assert load_checkpoint_file(ckpt / CHECKPOINT_FILE)["step"] == SAVE_EVERY
 
     started_at = []
-    load = training._load_checkpoint
-    monkeypatch.setattr(
-        training, "_load_checkpoint", lambda *a, **k: started_at.append(load(*a, **k)) or started_at[-1]
-    )
+    load = training.load_checkpoint
+    monkeypatch.setattr(training, "load_checkpoint", lambda *a, **k: started_at.append(load(*a, **k)) or started_at[-1])
     assert main([*command, "--resume"]) == 0
     assert started_at == [SAVE_EVERY]
     resumed = losses(out)

@@ -22,9 +22,9 @@ SFT_DIR = REPO / "data" / "sft"
 
 # Copied from issue 3, not from sft_course.data, so that a change to the constant cannot go unnoticed.
 SEED_LINES = [
-    '{"instruction": "세상에서 가장 높은 산은 무엇인가요?", "response": "세상에서 가장 높은 산은 에베레스트 산입니다."}',
-    '{"instruction": "Python으로 두 숫자를 더하는 함수를 작성해줘.", "response": "def add_numbers(a, b):\\n  return a + b"}',
-    '{"instruction": "\'행복\'을 주제로 짧은 시를 써줘.", "response": "작은 햇살 한 줌에 미소 짓고,\\n따스한 차 한 잔에 온기를 느끼네.\\n소박한 일상 속에 피어나는 것,\\n그것이 바로 행복이라네."}',
+    '{"instruction": "세상에서 가장 높은 산은 무엇인가요?", "response": "세상에서 가장 높은 산은 에베레스트 산입니다."}',  # noqa: E501 (byte for byte)
+    '{"instruction": "Python으로 두 숫자를 더하는 함수를 작성해줘.", "response": "def add_numbers(a, b):\\n  return a + b"}',  # noqa: E501 (byte for byte)
+    '{"instruction": "\'행복\'을 주제로 짧은 시를 써줘.", "response": "작은 햇살 한 줌에 미소 짓고,\\n따스한 차 한 잔에 온기를 느끼네.\\n소박한 일상 속에 피어나는 것,\\n그것이 바로 행복이라네."}',  # noqa: E501 (byte for byte)
 ]
 
 

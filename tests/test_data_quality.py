@@ -6,8 +6,8 @@ from collections import defaultdict
 import pytest
 
 from sft_course.data_quality import add_label_noise, noisy_label_detection, one_template, wrong_value
-from sft_course.scoring import classify_answer, is_valid_value
 from sft_course.experiment import training_rows
+from sft_course.scoring import classify_answer, is_valid_value
 from sft_course.world import ATTRIBUTES, make_world
 
 PEOPLE = {p.name: p for p in make_world().people}

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo, `torchrun` + `accelerate.Accelerator`): the same per-step losses as one process, and resumable."""
+"""Two CPU processes (gloo, `torchrun` + `accelerate.Accelerator`): the same per-step losses as one process, and
+resumable."""
 
 import json
 import os
@@ -8,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_training import PAD, random_examples, tiny_model
 
 from sft_course.training import TrainConfig, train
-from test_training import PAD, random_examples, tiny_model
 
 HERE = Path(__file__).resolve().parent
 

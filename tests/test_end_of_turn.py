@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
 from helpers import MESSAGES, ROWS, examples, tiny_model
+
 from sft_course.end_of_turn import end_of_turn_loss, per_token_answer_loss
+from sft_course.loss import sft_loss
 from sft_course.masking import IGNORE_INDEX
 from sft_course.tokenizer import IM_END
-from sft_course.training import sft_loss
 
 
 def test_per_token_answer_loss_ends_with_im_end_and_averages_to_the_sft_loss(tokenizer):

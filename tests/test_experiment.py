@@ -1,9 +1,9 @@
 """The runners: `finetune` (the notebooks' short runs) and the people `evaluate_accuracy` scores."""
 
 import torch
+from helpers import examples, tiny_model
 from peft import PeftModel
 
-from helpers import examples, tiny_model
 from sft_course.accounting import trainable_parameters
 from sft_course.experiment import finetune
 from sft_course.lora import add_lora
@@ -62,7 +62,10 @@ def test_finetune_passes_lr_multipliers_to_the_trainable_rows(tokenizer):
     moved, _ = finetune(
         base, tokenizer, examples(tokenizer), steps=2, lr=1e-2, batch_size=4, seed=7, lora_options=options
     )
-    rows = lambda m: [p for n, p in m.named_parameters() if "trainable_tokens_delta" in n][0].detach()
+
+    def rows(m):
+        return [p for n, p in m.named_parameters() if "trainable_tokens_delta" in n][0].detach()
+
     start = rows(add_lora(tiny_model(tokenizer), tokenizer, seed=7, **options))
     assert torch.equal(rows(frozen), start)  # factor 0: the trainable rows did not move
     assert not torch.equal(rows(moved), start)

@@ -4,16 +4,17 @@ import warnings
 
 import pytest
 import torch
+from helpers import MESSAGES, examples, tiny_model
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
-from helpers import MESSAGES, examples, tiny_model
 from sft_course.accounting import adapter_size_bytes, total_parameters, trainable_parameters, weights_size_bytes
 from sft_course.lora import add_lora, chat_token_ids, merge, new_token_ids
+from sft_course.loss import sft_loss
 from sft_course.modeling import load_model
 from sft_course.tokenizer import IM_END
-from sft_course.training import TrainConfig, sft_loss, train
+from sft_course.training import TrainConfig, train
 
 
 def train_a_few_steps(model, tokenizer, steps: int = 4, lr: float = 1e-2):

@@ -6,20 +6,16 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from sft_course.checkpoint import CHECKPOINT_FILE, load_checkpoint_file
 from sft_course.collate import pad_batch
 from sft_course.errors import CheckpointError
-from sft_course.training import (
-    CHECKPOINT_FILE,
-    TrainConfig,
-    accumulate_gradients,
-    cosine_lr,
+from sft_course.loss import (
     count_target_tokens,
     flat_gradient,
     naive_accumulate_gradients,
-    load_checkpoint_file,
     sft_loss,
-    train,
 )
+from sft_course.training import TrainConfig, cosine_lr, train
 
 PAD = 0
 VOCAB = 48
@@ -222,6 +218,51 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
         )
 
 
+def test_resume_refuses_a_checkpoint_of_other_accumulation_steps(tmp_path):
+    config = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0, checkpoint_dir=str(tmp_path), save_every=1)
+    train(tiny_model(), random_examples(16), PAD, TrainConfig(**{**config.__dict__, "max_steps": 1}), progress=False)
+    with pytest.raises(CheckpointError, match="grad_accum_steps 1 there, 2 here"):
+        train(
+            tiny_model(),
+            random_examples(16),
+            PAD,
+            TrainConfig(**{**config.__dict__, "grad_accum_steps": 2}),
+            resume=True,
+            progress=False,
+        )
+
+
+def test_one_field_list_checks_resumes_in_the_loop_and_on_the_command_line():
+    from dataclasses import fields
+
+    from sft_course.checkpoint import RESUME_FIELDS, check_resumable
+
+    config_fields = {f.name for f in fields(TrainConfig)}
+    assert {"lr", "epochs", "batch_size", "grad_accum_steps", "seed"} <= set(RESUME_FIELDS)
+    assert {"method", "answers", "model", "rank", "alpha", "people"} <= set(RESUME_FIELDS) - config_fields
+    check_resumable("ckpt", {"lr": 1.0, "extra": 1}, {"lr": 1.0})  # fields outside the list, or on one side: ignored
+    with pytest.raises(CheckpointError, match="--grad-accum-steps 8 there, 4 here"):
+        check_resumable("ckpt", {"grad_accum_steps": 8}, {"grad_accum_steps": 4}, as_options=True)
+
+
+def test_step_plan_and_indices_are_the_steps_train_takes():
+    from sft_course.training import plan_steps, step_batches, step_indices
+
+    config = TrainConfig(epochs=2.5, batch_size=8, warmup_ratio=0.1, max_steps=9, seed=3)
+    plan = plan_steps(30, config)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps, plan.last_step) == (4, 10, 1, 9)
+    steps = list(step_indices(30, config, plan, start_step=2))
+    assert [s for s, _ in steps] == list(range(2, 9))
+    assert steps[3][1] == step_batches(30, 8, 3, 1)[1]  # step 5: epoch 1, its second batch
+    result = train(
+        tiny_model(), random_examples(30), PAD, TrainConfig(**{**config.__dict__, "eval_every": 0}), progress=False
+    )
+    assert result.steps == plan.last_step and [h["tokens"] for h in result.history] == [
+        sum(count_target_tokens(pad_batch([random_examples(30)[i]], PAD)["labels"]) for i in indices)
+        for _, indices in step_indices(30, config, plan)
+    ]
+
+
 def test_batch_size_must_divide_by_accumulation_steps():
     with pytest.raises(ValueError, match="divisible"):
         train(tiny_model(), random_examples(8), PAD, TrainConfig(batch_size=6, grad_accum_steps=4), progress=False)
@@ -367,15 +408,15 @@ def test_logits_on_targets_by_default_gives_the_run_of_every_position():
 
 
 def test_the_default_path_projects_only_target_positions(monkeypatch):
-    from sft_course import training
+    from sft_course import loss
 
     seen = []
     monkeypatch.setattr(
-        training,
+        loss,
         "summed_token_loss",
         lambda model, batch, on_targets=False: (
             seen.append(on_targets)
-            or training.per_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"]).sum()
+            or loss.per_token_loss(model(input_ids=batch["input_ids"]).logits, batch["labels"]).sum()
         ),
     )
     train(tiny_model(), random_examples(8), PAD, TrainConfig(epochs=1, batch_size=8), progress=False)
@@ -394,7 +435,7 @@ def test_logits_on_targets_refuses_models_that_rescale_their_logits_and_the_defa
     model.config.final_logit_softcapping = 30.0
     with pytest.raises(ValueError, match="final_logit_softcapping"):
         train(model, random_examples(8), PAD, TrainConfig(logits_on_targets=True), progress=False)
-    from sft_course.training import uses_logits_on_targets
+    from sft_course.loss import uses_logits_on_targets
 
     assert not uses_logits_on_targets(model, TrainConfig())  # None: every position, silently correct
     assert uses_logits_on_targets(tiny_model(), TrainConfig())
@@ -474,18 +515,18 @@ def test_train_refuses_a_run_that_would_train_nothing_or_nonsense(bad):
 
 
 def test_evaluate_loss_on_target_positions_equals_every_position():
-    from sft_course import training
+    from sft_course import loss
 
     model, examples = tiny_model(), random_examples(12, seed=13)
-    lean = training.evaluate_loss(model, examples, PAD, batch_size=5)
-    assert training._logits_on_targets_refusal(model) is None  # so evaluate_loss took the target-only path
+    lean = loss.evaluate_loss(model, examples, PAD, batch_size=5)
+    assert loss._logits_on_targets_refusal(model) is None  # so evaluate_loss took the target-only path
     every = sum(
-        training.per_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        loss.per_token_loss(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
         .sum()
         .item()
         for b in [pad_batch(examples[i : i + 5], PAD) for i in range(0, 12, 5)]
     )
-    tokens = sum(training.count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples)
+    tokens = sum(loss.count_target_tokens(pad_batch([e], PAD)["labels"]) for e in examples)
     assert lean == pytest.approx(every / tokens, rel=1e-5)
 
 

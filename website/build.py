@@ -27,10 +27,22 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # Widgets that only do something with a live kernel behind them.
-INTERACTIVE = {"ButtonModel", "RadioButtonsModel", "CheckboxModel", "DropdownModel", "TextModel",
-               "TextareaModel", "IntSliderModel", "FloatSliderModel", "SelectModel", "ToggleButtonsModel"}
-INTERACTIVE_NOTE = ("*Interactive widget: in JupyterLab (`make lab`) this cell shows radio buttons and a Check "
-                    "button per question. The plain-text version above is the same quiz.*")
+INTERACTIVE = {
+    "ButtonModel",
+    "RadioButtonsModel",
+    "CheckboxModel",
+    "DropdownModel",
+    "TextModel",
+    "TextareaModel",
+    "IntSliderModel",
+    "FloatSliderModel",
+    "SelectModel",
+    "ToggleButtonsModel",
+}
+INTERACTIVE_NOTE = (
+    "*Interactive widget: in JupyterLab (`make lab`) this cell shows radio buttons and a Check "
+    "button per question. The plain-text version above is the same quiz.*"
+)
 NOTEBOOK_ROW = re.compile(r"^\|\s*`?(\d\d_[A-Za-z0-9_]+?)(?:\.ipynb)?`?\s*\|")
 
 
@@ -92,8 +104,9 @@ def static_outputs(nb: dict) -> tuple[dict, dict]:
                 text = "".join(out["data"].get("text/plain", ""))  # no saved state: the kernel's own repr
             if text is None:
                 counts["note"] += 1
-                outputs.append({"output_type": "display_data", "metadata": {},
-                                "data": {"text/markdown": INTERACTIVE_NOTE}})
+                outputs.append(
+                    {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": INTERACTIVE_NOTE}}
+                )
             else:
                 counts["text"] += 1
                 outputs.append({"output_type": "display_data", "metadata": {}, "data": {"text/plain": text}})
@@ -109,7 +122,7 @@ def home_page(readme: str, notebooks: list[str]) -> str:
     for line in readme.splitlines():
         m = NOTEBOOK_ROW.match(line)
         if m and m.group(1) in notebooks:
-            line = f"| [{m.group(1)}](notebooks/{m.group(1)}.ipynb) |" + line[m.end():]
+            line = f"| [{m.group(1)}](notebooks/{m.group(1)}.ipynb) |" + line[m.end() :]
         lines.append(line)
     toctree = ["", "```{toctree}", ":hidden:", ":caption: Notebooks", ""] + [f"notebooks/{n}" for n in notebooks]
     return "\n".join(lines + toctree + ["```", ""])
@@ -154,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=ROOT / "build" / "site-src", help="scratch Sphinx sources")
     args = parser.parse_args(argv)
     result = build(args.out.resolve(), args.src.resolve())
-    print(f"site: {len(result['notebooks'])} notebook pages, {result['widgets']['text']} progress bars as text, "
-          f"{result['widgets']['note']} interactive widgets as notes, Sphinx {result['seconds']:.1f} s "
-          f"-> {args.out / 'index.html'}")
+    print(
+        f"site: {len(result['notebooks'])} notebook pages, {result['widgets']['text']} progress bars as text, "
+        f"{result['widgets']['note']} interactive widgets as notes, Sphinx {result['seconds']:.1f} s "
+        f"-> {args.out / 'index.html'}"
+    )
     return 0
 
 
