@@ -12,7 +12,7 @@ from typing import TextIO
 import torch
 from transformers import TextStreamer
 
-from sft_course.generation import stop_token_ids
+from sft_course.stop_tokens import stop_token_ids
 
 HELP = "Type a message; /reset forgets the conversation, /quit ends."
 
@@ -34,7 +34,7 @@ def reply(model, tokenizer, messages: list[dict], out: TextIO | None = None, max
     """Greedy answer to the conversation `messages` (ending with the user's turn), streamed to `out`."""
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-    stops = stop_token_ids(tokenizer)
+    stops = stop_token_ids(tokenizer, model)
     output = model.generate(
         **batch,
         max_new_tokens=max_new_tokens,

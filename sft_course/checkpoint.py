@@ -94,6 +94,10 @@ RESUME_FIELDS = (
     "weight_decay",
     "max_grad_norm",
     "seed",
+    # `sft --data`: the file trained on, the file evaluated on, and the tokens per example
+    "data",
+    "eval_data",
+    "max_length",
 )
 
 

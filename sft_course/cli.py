@@ -46,6 +46,7 @@ from sft_course.defaults import (
     PRETRAINED_LEARNING_RATES,
 )
 from sft_course.errors import CheckpointError, CourseError, DataError, OptionsError
+from sft_course.output_paths import check_writable_folder
 
 PEOPLE_PER_SPLIT = 500  # the world's 1000 people, half in each split (tests check it against make_world)
 DEFAULT_SAVE_EVERY = 50
@@ -93,8 +94,7 @@ people_count = _number(int, minimum=1, maximum=PEOPLE_PER_SPLIT)
 def check_output_folder(out: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> None:
     """Refuse a file, or a non-empty folder unless `overwrite`: before any work, so nothing is lost."""
     out = Path(out)
-    if out.is_file():
-        raise OptionsError(f"{flag} {out} is a file, not a folder")
+    check_writable_folder(out, flag)  # a parent that is a file, no permission, a read-only file system
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OptionsError(
             f"{flag} {out} already exists and is not empty: choose another folder, or add --overwrite to replace it"
@@ -167,10 +167,31 @@ def _eval(args) -> int:
     from sft_course.evaluation import evaluate_model
     from sft_course.modeling import load_model
 
+    if args.data is not None:  # the learner's own file: validated before the model loads
+        from sft_course import own_data
+
+        data = own_data.read_data_file(args.data)
+        model, tokenizer = load_model(args.model)
+        print(
+            json.dumps(
+                own_data.evaluate_file(model, tokenizer, data, _max_length(args), args.max_new_tokens),
+                ensure_ascii=False,
+            )
+        )
+        return 0
     model, tokenizer = load_model(args.model)
     report = evaluate_model(model, tokenizer, n_people=args.eval_people, include_json=not args.no_json)
     print(json.dumps(report))
     return 0
+
+
+def _max_length(args) -> int:
+    """`--max-length`, or its default: 128 tokens for the bundled model (256 positions), 512 for any other."""
+    from sft_course.modeling import BUNDLED, model_kind
+
+    if args.max_length is not None:
+        return args.max_length
+    return 128 if model_kind(args.model) == BUNDLED else 512
 
 
 def _sft_options(args) -> dict:
@@ -184,8 +205,7 @@ def _check_checkpoint_dir(args) -> None:
     from sft_course.checkpoint import CHECKPOINT_FILE, check_resumable
 
     folder = Path(args.checkpoint_dir)
-    if folder.is_file():
-        raise OptionsError(f"--checkpoint-dir {folder} is a file, not a folder")
+    check_writable_folder(folder, "--checkpoint-dir")
     checkpoint, options_file = folder / CHECKPOINT_FILE, folder / SFT_OPTIONS_FILE
     if not args.resume:
         if checkpoint.exists() and not args.overwrite:
@@ -209,6 +229,8 @@ def _sft(args) -> int:
     check_output_folder(args.out, args.overwrite)
     if args.checkpoint_dir:
         _check_checkpoint_dir(args)
+    if args.data is not None:
+        return _sft_on_file(args)
     for name in (f"train_{args.answers}.jsonl", "eval_held_out.jsonl"):
         if not (SFT_DATA_DIR / name).is_file():
             raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
@@ -271,6 +293,77 @@ def _check_setup(args) -> int:
     return setup_check.run(model=args.model, timing=not args.no_timing, load_probe=probe)
 
 
+def _sft_on_file(args) -> int:
+    """`sft --data FILE [--eval-data FILE]`: the learner's own rows, checked before the model loads."""
+    from sft_course import own_data
+    from sft_course.checkpoint import CHECKPOINT_FILE
+    from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model, save_model
+    from sft_course.run import TrainConfig
+
+    data = own_data.read_data_file(args.data)
+    if args.eval_data is not None:
+        train_data, eval_data = data, own_data.read_data_file(args.eval_data, "--eval-data")
+        note = f"--eval-data {args.eval_data}"
+    else:
+        train_data, eval_data, note = own_data.held_out_split(data, seed=args.seed)
+    print(f"{args.data}: {len(data)} rows ({data.format} format); held out: {note}", file=sys.stderr)
+    check_model_folder(args.model or BUNDLED_MODEL_DIR)
+    config = TrainConfig(
+        lr=args.lr,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        grad_accum_steps=args.grad_accum_steps,
+        seed=args.seed,
+        checkpoint_dir=args.checkpoint_dir,
+        save_every=args.save_every or 0,
+    )
+    lora_options = args.run.lora_options(train_data.messages)
+    accelerator = None
+    if args.accelerate:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+    is_main = accelerator is None or accelerator.is_main_process
+    if args.checkpoint_dir and is_main:
+        folder = Path(args.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+        (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
+    model, tokenizer = load_model(args.model)
+    run = own_data.run_file_sft(
+        model,
+        tokenizer,
+        train_data,
+        eval_data,
+        method=args.method,
+        config=config,
+        lora_options=lora_options,
+        max_length=_max_length(args),
+        max_new_tokens=args.max_new_tokens,
+        held_out_note=note,
+        accelerator=accelerator,
+        resume=args.resume,
+    )
+    if not is_main:
+        return 0
+    run.summary.update(
+        grad_accum_steps=args.grad_accum_steps,
+        model=args.model or "bundled",
+        out=str(args.out),
+        samples_file=str(Path(args.out) / own_data.SAMPLES_FILE),
+    )
+
+    def write(folder: Path) -> None:
+        save_model(run.model, run.tokenizer, folder)
+        (folder / "training_log.json").write_text(json.dumps(training_log(run.result), indent=1) + "\n")
+        own_data.write_run_files(run, folder)
+
+    write_folder_atomically(args.out, write, args.overwrite)
+    print(json.dumps(run.summary, ensure_ascii=False))
+    return 0
+
+
 def _chat(args) -> int:
     from sft_course.chat import chat_loop
     from sft_course.modeling import load_model
@@ -307,8 +400,7 @@ def _validate(args) -> int:
         counts = validate_jsonl(path)
     except OSError as error:
         raise DataError(f"{args.file}: {error.strerror or error}") from None
-    formats = ", ".join(f"{fmt} {n}" for fmt, n in counts.items() if fmt != "rows" and n)
-    print(f"{args.file}: {counts['rows']} rows OK ({formats})")
+    print(f"{args.file}: {counts['rows']} rows OK ({counts['format']} format)")
     return 0
 
 
@@ -364,6 +456,26 @@ def _sft_combinations(args) -> str | None:
     for flag, value in (("--resume", args.resume), ("--save-every", args.save_every)):
         if value and not args.checkpoint_dir:
             return f"{flag} needs --checkpoint-dir DIR"
+    if args.data is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--eval-data", args.eval_data),
+                ("--max-length", args.max_length),
+                ("--max-new-tokens", args.max_new_tokens),
+            )
+            if value is not None
+        ]
+        if given:
+            return f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --data FILE"
+    else:
+        given = [
+            flag
+            for flag, value in (("--people", args.people), ("--eval-people", args.eval_people))
+            if value is not None
+        ]
+        if given:
+            return f"{' and '.join(given)} choose the world's people: not with --data FILE"
     if args.checkpoint_dir:
         out, ckpt = Path(args.out).resolve(), Path(args.checkpoint_dir).resolve()
         if ckpt == out or out in ckpt.parents:
@@ -393,6 +505,16 @@ def _sft_combinations(args) -> str | None:
     )
     if args.checkpoint_dir and args.save_every is None:
         args.save_every = DEFAULT_SAVE_EVERY
+    return None
+
+
+def _eval_combinations(args) -> str | None:
+    if args.data is None:
+        given = [f for f, v in (("--max-length", args.max_length), ("--max-new-tokens", args.max_new_tokens)) if v]
+        if given:
+            return f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --data FILE"
+    elif args.eval_people is not None or args.no_json:
+        return "--eval-people and --no-json are for the world's questions: not with --data FILE"
     return None
 
 
@@ -430,7 +552,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=_validate, parser=p)
 
-    p = sub.add_parser("sft", help="fine-tune the base model on the QA data; the last line printed is one JSON object")
+    p = sub.add_parser(
+        "sft",
+        help="fine-tune a model on your JSONL file (--data) or the world's QA data; the last "
+        "line printed is one JSON object",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a JSONL file of your examples in one of five formats: "
+        "instruction/response, messages, prompt/completion, Alpaca instruction/input/output, ShareGPT "
+        "conversations (default: the world's questions)",
+    )
+    p.add_argument(
+        "--eval-data", default=None, help="a JSONL file to evaluate on (default: a seeded 10%% of --data held out)"
+    )
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="with --data: tokens per example (default 128 on the bundled model, 512 on any other)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="with --data: tokens per held-out answer (default: the longest reference plus 16, at most 256)",
+    )
     p.add_argument("--method", choices=METHODS, default="full")
     p.add_argument("--answers", choices=ANSWER_STYLES, default="sentence")
     p.add_argument(
@@ -520,8 +668,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_bench, parser=p)
 
-    p = sub.add_parser("eval", help="evaluate a model folder; the last line printed is one JSON object")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model folder on your JSONL file (--data) or the world's questions; "
+        "the last line printed is one JSON object",
+    )
     p.add_argument("--model", default=None, help="model folder or hub id (default: the bundled base model)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a JSONL file in any of sft's five formats: loss, stop rate and exact match on every row",
+    )
+    p.add_argument("--max-length", type=positive_int, default=None, help="with --data: tokens per example")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="with --data: tokens per answer")
     p.add_argument(
         "--eval-people",
         type=people_count,
@@ -530,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as in `sft --eval-people`",
     )
     p.add_argument("--no-json", action="store_true", help="skip the profile-as-JSON task")
-    p.set_defaults(func=_eval, parser=p)
+    p.set_defaults(func=_eval, combinations=_eval_combinations, parser=p)
 
     p = sub.add_parser("chat", help="chat in the terminal with a model folder, adapter or smollm2 (/reset, /quit)")
     p.add_argument("--model", default=None, help="model or adapter folder, smollm2, or hub id (default: bundled)")

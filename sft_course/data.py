@@ -1,6 +1,7 @@
 """SFT data files: generating the course's JSONL files, validating them, loading them, and filtering rows.
 
-The row formats (seed, prompt-completion, messages) and `to_messages` live in `sft_course.formats`.
+The row formats (seed, prompt-completion, messages, Alpaca, ShareGPT; one per file) and `to_messages` live in
+`sft_course.formats`.
 
 Every problem is reported as a `DataValidationError` naming the file, the 1-based line and the field, and
 nothing is dropped without being counted: `filter_examples` returns a report of what it removed and why.
@@ -15,10 +16,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sft_course.formats import (
+    ALPACA,
     FORMATS,
     MESSAGES,
     PROMPT_COMPLETION,
     SEED,
+    SHAREGPT,
     DataValidationError,
     RowProblem,
     row_messages,
@@ -50,7 +53,13 @@ DATA_SHUFFLE_SEED = 1234
 
 
 def _response_field(fmt: str) -> str:
-    return {SEED: "response", PROMPT_COMPLETION: "completion", MESSAGES: "messages"}[fmt]
+    return {
+        SEED: "response",
+        PROMPT_COMPLETION: "completion",
+        MESSAGES: "messages",
+        ALPACA: "output",
+        SHAREGPT: "conversations",
+    }[fmt]
 
 
 def _dedup_key(messages: list[dict]) -> str:
@@ -77,6 +86,7 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
     """Yield `(line, format, row, messages)` for each row of a JSONL file, raising on the first bad line."""
     path = Path(path)
     first_line_of: dict[str, int] = {}
+    file_format: tuple[str, int] | None = None  # the format of the file's first row, and its line
     for number, text in _iter_lines(path):
         try:
             row = json.loads(text.rstrip("\r\n"))
@@ -86,6 +96,15 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
             fmt, messages = row_messages(row)
         except RowProblem as problem:
             raise DataValidationError(problem.problem, path, number, problem.field) from None
+        if file_format is None:
+            file_format = (fmt, number)
+        elif fmt != file_format[0]:
+            raise DataValidationError(
+                f"a row in the {fmt} format, but line {file_format[1]} is in the {file_format[0]} format: one format "
+                "per file (split the file, or convert the rows)",
+                path,
+                number,
+            )
         key = _dedup_key(messages)
         if key in first_line_of:
             raise DataValidationError(
@@ -99,16 +118,18 @@ def _validated_rows(path: str | os.PathLike) -> Iterator[tuple[int, str, dict, l
 
 
 def validate_jsonl(path: str | os.PathLike) -> dict[str, int]:
-    """Check every line of a JSONL file; return `{"rows": n, "seed": ..., "prompt_completion": ..., "messages": ...}`.
+    """Check every line of a JSONL file; return `{"rows": n, "format": its format, "seed": ..., ...}` (a count per
+    format of `FORMATS`, all zero but the file's).
 
     Raises `DataValidationError` (file, line, field) on malformed JSON, a row that is not an object, a missing or
     non-string field, an empty response, bad chat messages, a duplicate of an earlier line, an unknown format,
-    or a file with no examples at all.
+    a row in another format than the file's first row, or a file with no examples at all.
     """
-    counts = {"rows": 0, **{fmt: 0 for fmt in FORMATS}}
+    counts = {"rows": 0, "format": None, **{fmt: 0 for fmt in FORMATS}}
     for _, fmt, _, _ in _validated_rows(path):
         counts["rows"] += 1
         counts[fmt] += 1
+        counts["format"] = fmt
     if counts["rows"] == 0:
         raise DataValidationError("no examples in the file", path)
     return counts
@@ -120,6 +141,15 @@ def read_examples(path: str | os.PathLike) -> list[dict]:
     if not rows:
         raise DataValidationError("no examples in the file", path)
     return rows
+
+
+def read_file_rows(path: str | os.PathLike) -> tuple[str, list[dict], list[list[dict]]]:
+    """`(format, rows, messages)` of a validated JSONL file: its one format, the rows as written, and each row
+    as chat messages (`to_messages`)."""
+    parsed = list(_validated_rows(path))
+    if not parsed:
+        raise DataValidationError("no examples in the file", path)
+    return parsed[0][1], [row for _, _, row, _ in parsed], [messages for _, _, _, messages in parsed]
 
 
 def load_sft_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike]):

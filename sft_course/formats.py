@@ -1,9 +1,12 @@
 """SFT row formats: checking one row and turning it into chat messages.
 
-Three row formats are accepted, one per line of a JSONL file, with any extra fields kept as metadata:
+Five row formats are accepted, one per line of a JSONL file (one format per file), with any extra fields kept as
+metadata:
 - seed:              {"instruction": str, "response": str}
 - prompt-completion: {"prompt": str, "completion": str}, or both as lists of chat messages (TRL's format)
 - messages:          {"messages": [{"role": ..., "content": ...}, ...]} ending with the assistant's turn
+- alpaca:            {"instruction": str, "input": str (may be empty or absent), "output": str}
+- sharegpt:          {"conversations": [{"from": "human"|"gpt"|"system", "value": str}, ...]} ending with "gpt"
 
 `data` (files) and `masking` (tokens) both build on this module; it imports neither.
 """
@@ -17,8 +20,12 @@ from sft_course.errors import DataError
 SEED = "seed"
 PROMPT_COMPLETION = "prompt_completion"
 MESSAGES = "messages"
-FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES)
+ALPACA = "alpaca"
+SHAREGPT = "sharegpt"
+FORMATS = (SEED, PROMPT_COMPLETION, MESSAGES, ALPACA, SHAREGPT)
 ROLES = ("system", "user", "assistant")
+# ShareGPT's speaker names and the chat roles they mean
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
 class DataValidationError(DataError):
@@ -63,40 +70,57 @@ def _string(row: dict, key: str, field: str | None = None, what: str | None = No
     return value
 
 
-def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
-    if not isinstance(messages, list):
-        raise RowProblem(field, f"expected a list of messages, got {type(messages).__name__}")
-    if not messages:
-        raise RowProblem(field, "empty list of messages")
+def _check_turns(
+    items, field: str, role_key: str, content_key: str, roles: dict[str, str], noun: str, role_noun: str
+) -> list[dict]:
+    """A list of turns as chat messages: `item[role_key]` (one of `roles`, mapped to its chat role) and
+    `item[content_key]`; problems name `field[i].role_key` or `field[i].content_key`."""
+    if not isinstance(items, list):
+        raise RowProblem(field, f"expected a list of {noun}s, got {type(items).__name__}")
+    if not items:
+        raise RowProblem(field, f"empty list of {noun}s")
     checked = []
-    for i, message in enumerate(messages):
+    for i, item in enumerate(items):
         where = f"{field}[{i}]"
-        if not isinstance(message, dict):
-            raise RowProblem(where, f"expected a message object, got {type(message).__name__}")
-        role = _string(message, "role", f"{where}.role")
-        if role not in allowed_roles:
-            raise RowProblem(f"{where}.role", f"unknown role {role!r}, expected one of {', '.join(allowed_roles)}")
+        if not isinstance(item, dict):
+            raise RowProblem(where, f"expected a {noun} object, got {type(item).__name__}")
+        name = _string(item, role_key, f"{where}.{role_key}")
+        if name not in roles:
+            raise RowProblem(f"{where}.{role_key}", f"unknown {role_noun} {name!r}, expected one of {', '.join(roles)}")
+        role = roles[name]
         what = "response" if role == "assistant" else f"{role} message"
-        content = _string(message, "content", f"{where}.content", what)
-        checked.append({"role": role, "content": content})
+        checked.append({"role": role, "content": _string(item, content_key, f"{where}.{content_key}", what)})
     return checked
 
 
+def _check_messages(messages, field: str, allowed_roles=ROLES) -> list[dict]:
+    return _check_turns(messages, field, "role", "content", {r: r for r in allowed_roles}, "message", "role")
+
+
 def row_format(row) -> str:
-    """Which accepted format `row` is in ("seed", "prompt_completion" or "messages"); raises if none."""
+    """Which accepted format `row` is in (one of `FORMATS`), from its fields; raises if none."""
     if not isinstance(row, dict):
         raise RowProblem(None, f"expected a JSON object, got {type(row).__name__}")
     if "messages" in row:
         return MESSAGES
+    if "conversations" in row:
+        return SHAREGPT
     if "prompt" in row or "completion" in row:
         return PROMPT_COMPLETION
+    if "output" in row:
+        return ALPACA
     if "instruction" in row or "response" in row:
         return SEED
     raise RowProblem(
         None,
-        "unknown format: expected fields instruction/response, prompt/completion or messages, "
-        f"got {', '.join(sorted(row)) or 'none'}",
+        "unknown format: expected fields instruction/response, prompt/completion, messages, "
+        f"instruction/input/output or conversations, got {', '.join(sorted(row)) or 'none'}",
     )
+
+
+def _sharegpt_messages(conversations) -> list[dict]:
+    """ShareGPT's turns as chat messages; problems name `conversations[i].from` or `.value`."""
+    return _check_turns(conversations, "conversations", "from", "value", SHAREGPT_ROLES, "turn", "speaker")
 
 
 def row_messages(row) -> tuple[str, list[dict]]:
@@ -119,16 +143,27 @@ def row_messages(row) -> tuple[str, list[dict]]:
         prompt = _string(row, "prompt")
         completion = _string(row, "completion")
         return fmt, [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    messages = _check_messages(row["messages"], "messages")
+    if fmt == ALPACA:
+        instruction = _string(row, "instruction")
+        extra = row.get("input", "")
+        if extra is not None and not isinstance(extra, str):
+            raise RowProblem("input", f"expected a string, got {type(extra).__name__}")
+        output = _string(row, "output", what="response")
+        user = instruction if not (extra or "").strip() else f"{instruction}\n\n{extra}"
+        return fmt, [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    if fmt == SHAREGPT:
+        messages, field, last = _sharegpt_messages(row["conversations"]), "conversations", "from"
+    else:
+        messages, field, last = _check_messages(row["messages"], "messages"), "messages", "role"
     if not any(m["role"] == "assistant" for m in messages):
-        raise RowProblem("messages", "no assistant turn: nothing to train on")
+        raise RowProblem(field, "no assistant turn: nothing to train on")
     if messages[-1]["role"] != "assistant":
         raise RowProblem(
-            f"messages[{len(messages) - 1}].role",
+            f"{field}[{len(messages) - 1}].{last}",
             "the last message must be the assistant's (it is the response trained on)",
         )
     if not any(m["role"] == "user" for m in messages):
-        raise RowProblem("messages", "no user turn: nothing to respond to")
+        raise RowProblem(field, "no user turn: nothing to respond to")
     return fmt, messages
 
 

@@ -1,7 +1,8 @@
 """Batched generation with left padding, the way a served model answers many prompts at once.
 
-One meaning of "stops": an answer *stops* when it ends its turn with the end-of-turn token (`<|im_end|>`, or the
-EOS of a tokenizer without one). Writing `<|endoftext|>` instead *ends the document*, the way a base model ends a
+One meaning of "stops": an answer *stops* when it ends its turn with the end-of-turn token that the chat template
+writes after an answer (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`, ...: `sft_course.stop_tokens`), or the EOS of
+a tokenizer without one. Writing `<|endoftext|>` instead *ends the document*, the way a base model ends a
 biography: generation halts there too, but a chat front end would not show it as a finished answer.
 """
 
@@ -10,21 +11,9 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sft_course.tokenizer import IM_END, known_token_id
+from sft_course.stop_tokens import end_of_turn_id, stop_token_ids
 
-
-def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
-    """The token that ends a chat turn: `<|im_end|>` when the tokenizer has it (ChatML), else its EOS."""
-    im_end = known_token_id(tokenizer, IM_END)
-    return tokenizer.eos_token_id if im_end is None else im_end
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Token ids that halt a generation: the document end and the end of a chat turn (when known)."""
-    ids = [tokenizer.eos_token_id]
-    if end_of_turn_id(tokenizer) not in ids:
-        ids.append(end_of_turn_id(tokenizer))
-    return [i for i in ids if i is not None]
+__all__ = ["chat_prompt", "end_of_turn_id", "generate", "stop_token_ids"]
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, user_message: str) -> str:
@@ -48,13 +37,14 @@ def generate(
     """Continue every prompt; return per prompt the decoded `text`, `stopped`, `ended_document` and `stop_token`.
 
     `stopped`: the continuation ended its turn with the end-of-turn token (`end_of_turn_id`). `ended_document`:
-    it wrote the EOS (`<|endoftext|>`) instead. Neither: it ran out of `max_new_tokens`. `stop_token` is the
+    it wrote another stop token instead (the EOS `<|endoftext|>`, or an id of the model's
+    `generation_config.eos_token_id`). Neither: it ran out of `max_new_tokens`. `stop_token` is the
     token that halted it, or None.
 
     Prompts are left-padded so that every row's next token sits in the last column; right padding would
     make the model continue after pad tokens. Special tokens in a prompt are taken as written, not added.
     """
-    stops, end_of_turn = stop_token_ids(tokenizer), end_of_turn_id(tokenizer)
+    stops, end_of_turn = stop_token_ids(tokenizer, model), end_of_turn_id(tokenizer)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     if do_sample:

@@ -25,12 +25,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from sft_course.defaults import LORA_ALPHA, LORA_RANK
 from sft_course.masking import as_messages
 from sft_course.modeling import quiet_checkpointing_deprecation
+from sft_course.stop_tokens import template_end_of_turn_id
 from sft_course.tokenizer import IM_END, IM_START, known_token_id
 
 
 def chat_token_ids(tokenizer) -> list[int]:
-    """Ids of the ChatML tokens `<|im_start|>` and `<|im_end|>` that the tokenizer knows."""
-    return [i for i in (known_token_id(tokenizer, IM_START), known_token_id(tokenizer, IM_END)) if i is not None]
+    """Ids of the ChatML tokens `<|im_start|>` and `<|im_end|>` that the tokenizer knows, and of the end-of-turn
+    token its chat template writes (`<end_of_turn>`, `<|eot_id|>`, ...), which a base model never trained."""
+    ids = [known_token_id(tokenizer, IM_START), known_token_id(tokenizer, IM_END), template_end_of_turn_id(tokenizer)]
+    return sorted({i for i in ids if i is not None})
 
 
 def add_lora(

@@ -15,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTr
 
 from sft_course import smollm2
 from sft_course.errors import HubUnreachableError, ModelFolderError
-from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD, known_token_id
+from sft_course.stop_tokens import end_of_turn_ids
+from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +207,6 @@ def check_model_folder(name_or_path: str | os.PathLike) -> None:
             f"{name_or_path}: no such local folder, and no such model on the hub (or it is "
             "private: log in with `hf auth login`)"
         )
-
-
-def end_of_turn_ids(tokenizer) -> set[int]:
-    """The ids that may end a generation: EOS and `<|im_end|>` (when the tokenizer has it)."""
-    return {i for i in (tokenizer.eos_token_id, known_token_id(tokenizer, IM_END)) if i is not None}
 
 
 def prepare_for_chat(model, tokenizer) -> list[str]:

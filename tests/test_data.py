@@ -213,10 +213,10 @@ def test_duplicate_names_both_lines(tmp_path):
     assert "line 2" not in error.problem
 
 
-def test_duplicate_across_formats(tmp_path):
+def test_one_format_per_file(tmp_path):
     same = json.dumps({"prompt": "Where was Yuri Blackwood born?", "completion": "Yuri Blackwood was born in Tampa."})
     path = write_lines(tmp_path, [row(), same])
-    assert_error(path, 2, "completion", ["duplicate", "line 1"])
+    assert_error(path, 2, None, ["prompt_completion format", "line 1 is in the seed format", "one format per file"])
 
 
 def test_same_prompt_with_another_response_is_not_a_duplicate(tmp_path):
@@ -283,9 +283,9 @@ def test_empty_file(tmp_path):
     assert caught.value.path == str(path)
 
 
-def test_clean_file_counts_every_format(tmp_path):
-    lines = [
-        row(person="Yuri Blackwood"),  # metadata fields are allowed
+FORMAT_ROWS = {
+    "seed": [row(person="Yuri Blackwood")],  # metadata fields are allowed
+    "prompt_completion": [
         json.dumps({"prompt": "q1", "completion": "a1"}),
         json.dumps(
             {
@@ -293,10 +293,75 @@ def test_clean_file_counts_every_format(tmp_path):
                 "completion": [{"role": "assistant", "content": "a2"}],
             }
         ),
-        json.dumps({"messages": [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "a3"}]}),
-    ]
-    path = write_lines(tmp_path, lines)
-    assert validate_jsonl(path) == {"rows": 4, "seed": 1, "prompt_completion": 2, "messages": 1}
+    ],
+    "messages": [json.dumps({"messages": [{"role": "user", "content": "q3"}, {"role": "assistant", "content": "a3"}]})],
+    "alpaca": [
+        json.dumps({"instruction": "q4", "input": "", "output": "a4"}),
+        json.dumps({"instruction": "q5", "input": "context", "output": "a5"}),
+        json.dumps({"instruction": "q6", "output": "a6"}),
+    ],
+    "sharegpt": [
+        json.dumps(
+            {
+                "conversations": [
+                    {"from": "system", "value": "s"},
+                    {"from": "human", "value": "q7"},
+                    {"from": "gpt", "value": "a7"},
+                ]
+            }
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize("fmt", FORMAT_ROWS)
+def test_clean_file_counts_its_format(tmp_path, fmt):
+    path = write_lines(tmp_path, FORMAT_ROWS[fmt])
+    counts = validate_jsonl(path)
+    n = len(FORMAT_ROWS[fmt])
+    assert counts == {"rows": n, "format": fmt, **{f: n if f == fmt else 0 for f in FORMAT_ROWS}}
+    assert main(["validate", str(path)]) == 0
+
+
+@pytest.mark.parametrize(
+    "data, field, words",
+    [
+        ({"instruction": "q", "input": 3, "output": "a"}, "input", ["expected a string"]),
+        ({"instruction": "q", "input": "", "output": " "}, "output", ["empty response"]),
+        ({"input": "x", "output": "a"}, "instruction", ["missing field"]),
+        ({"conversations": "q"}, "conversations", ["expected a list of turns"]),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}]},
+            "conversations[1].from",
+            ["unknown speaker", "bot"],
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt"}]},
+            "conversations[1].value",
+            ["missing field"],
+        ),
+        (
+            {
+                "conversations": [
+                    {"from": "human", "value": "q"},
+                    {"from": "gpt", "value": "a"},
+                    {"from": "human", "value": "r"},
+                ]
+            },
+            "conversations[2].from",
+            ["last message must be the assistant"],
+        ),
+        ({"conversations": [{"from": "human", "value": "q"}]}, "conversations", ["no assistant turn"]),
+    ],
+)
+def test_bad_alpaca_and_sharegpt_rows(tmp_path, data, field, words):
+    first = (
+        {"conversations": [{"from": "human", "value": "q0"}, {"from": "gpt", "value": "a0"}]}
+        if "conversations" in data
+        else {"instruction": "q0", "input": "", "output": "a0"}
+    )
+    path = write_lines(tmp_path, [json.dumps(first), json.dumps(data)])
+    assert_error(path, 2, field, words)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -311,6 +376,19 @@ def test_to_messages_normalises_every_format():
     system = [{"role": "system", "content": "s"}]
     conversational = {"prompt": system + expected[:1], "completion": expected[1:]}
     assert to_messages(conversational) == system + expected
+    assert to_messages({"instruction": "q", "input": "", "output": "a"}) == expected
+    assert to_messages({"instruction": "q", "input": "ctx", "output": "a"})[0] == {
+        "role": "user",
+        "content": "q\n\nctx",
+    }
+    sharegpt = {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "q"},
+            {"from": "gpt", "value": "a"},
+        ]
+    }
+    assert to_messages(sharegpt) == system + expected
 
 
 def test_to_messages_reports_the_field():
@@ -365,10 +443,12 @@ def test_filter_examples_needs_a_tokenizer_to_count_tokens():
 
 
 def test_cli_validate_clean_file(tmp_path, capsys):
-    path = write_lines(tmp_path, [row(), json.dumps({"prompt": "q", "completion": "a"})])
+    path = write_lines(
+        tmp_path, [json.dumps({"prompt": "q", "completion": "a"}), json.dumps({"prompt": "r", "completion": "b"})]
+    )
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "2 rows" in out and "seed 1" in out and "prompt_completion 1" in out
+    assert out == f"{path}: 2 rows OK (prompt_completion format)\n"
 
 
 def test_cli_validate_reports_file_line_and_field(tmp_path, capsys):
