@@ -220,23 +220,11 @@ def _check_checkpoint_dir(args) -> None:
         check_resumable(checkpoint, json.loads(options_file.read_text()), _sft_options(args), as_options=True)
 
 
-def _sft(args) -> int:
-    from sft_course.checkpoint import CHECKPOINT_FILE
-    from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
-    from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
-    from sft_course.training import TrainConfig
+def _train_config(args):
+    """The TrainConfig of `sft`'s options (the world's questions or `--data`)."""
+    from sft_course.run import TrainConfig
 
-    check_output_folder(args.out, args.overwrite)
-    if args.checkpoint_dir:
-        _check_checkpoint_dir(args)
-    if args.data is not None:
-        return _sft_on_file(args)
-    for name in (f"train_{args.answers}.jsonl", "eval_held_out.jsonl"):
-        if not (SFT_DATA_DIR / name).is_file():
-            raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
-    check_model_folder(args.model or BUNDLED_MODEL_DIR)
-
-    config = TrainConfig(
+    return TrainConfig(
         lr=args.lr,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -245,8 +233,12 @@ def _sft(args) -> int:
         checkpoint_dir=args.checkpoint_dir,
         save_every=args.save_every or 0,
     )
-    rows = training_rows(args.answers, n_people=args.people)
-    lora_options = args.run.lora_options(rows)  # LoRA: rank, alpha, and trainable rows for tokens new to pre-training
+
+
+def _start_run(args):
+    """The accelerator (or None) and whether this is the main process; the main one prepares --checkpoint-dir."""
+    from sft_course.checkpoint import CHECKPOINT_FILE
+
     accelerator = None
     if args.accelerate:  # `accelerate launch -m sft_course sft --accelerate ...` runs one process per device
         from accelerate import Accelerator
@@ -259,6 +251,27 @@ def _sft(args) -> int:
         if not args.resume:  # --overwrite: the old run's checkpoint must not be resumed with this run's options
             (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
         (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
+    return accelerator, is_main
+
+
+def _sft(args) -> int:
+    from sft_course.experiment import SFT_DATA_DIR, run_sft, training_rows
+    from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, save_model
+
+    check_output_folder(args.out, args.overwrite)
+    if args.checkpoint_dir:
+        _check_checkpoint_dir(args)
+    if args.data is not None:
+        return _sft_on_file(args)
+    for name in (f"train_{args.answers}.jsonl", "eval_held_out.jsonl"):
+        if not (SFT_DATA_DIR / name).is_file():
+            raise DataError(f"{SFT_DATA_DIR / name} is missing: run `sft-course make-data --out data/sft`")
+    check_model_folder(args.model or BUNDLED_MODEL_DIR)
+
+    config = _train_config(args)
+    rows = training_rows(args.answers, n_people=args.people)
+    lora_options = args.run.lora_options(rows)  # LoRA: rank, alpha, and trainable rows for tokens new to pre-training
+    accelerator, is_main = _start_run(args)
     run = run_sft(
         answers=args.answers,
         method=args.method,
@@ -296,9 +309,7 @@ def _check_setup(args) -> int:
 def _sft_on_file(args) -> int:
     """`sft --data FILE [--eval-data FILE]`: the learner's own rows, checked before the model loads."""
     from sft_course import own_data
-    from sft_course.checkpoint import CHECKPOINT_FILE
     from sft_course.modeling import BUNDLED_MODEL_DIR, check_model_folder, load_model, save_model
-    from sft_course.run import TrainConfig
 
     data = own_data.read_data_file(args.data)
     if args.eval_data is not None:
@@ -308,28 +319,9 @@ def _sft_on_file(args) -> int:
         train_data, eval_data, note = own_data.held_out_split(data, seed=args.seed)
     print(f"{args.data}: {len(data)} rows ({data.format} format); held out: {note}", file=sys.stderr)
     check_model_folder(args.model or BUNDLED_MODEL_DIR)
-    config = TrainConfig(
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        grad_accum_steps=args.grad_accum_steps,
-        seed=args.seed,
-        checkpoint_dir=args.checkpoint_dir,
-        save_every=args.save_every or 0,
-    )
+    config = _train_config(args)
     lora_options = args.run.lora_options(train_data.messages)
-    accelerator = None
-    if args.accelerate:
-        from accelerate import Accelerator
-
-        accelerator = Accelerator()
-    is_main = accelerator is None or accelerator.is_main_process
-    if args.checkpoint_dir and is_main:
-        folder = Path(args.checkpoint_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not args.resume:
-            (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
-        (folder / SFT_OPTIONS_FILE).write_text(json.dumps(_sft_options(args), indent=1) + "\n")
+    accelerator, is_main = _start_run(args)
     model, tokenizer = load_model(args.model)
     run = own_data.run_file_sft(
         model,

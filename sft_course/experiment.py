@@ -12,7 +12,7 @@ import copy
 import os
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -193,6 +193,26 @@ def default_lora_options(
     return options
 
 
+def _short_run_model(base, tokenizer, seed: int, lora_options: dict | None):
+    """A copy of `base` to train, wrapped with LoRA adapters (initialised from `seed`) when options are given."""
+    model = copy.deepcopy(base)
+    if lora_options is not None:
+        model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
+    return model
+
+
+def _short_run_config(lr: float, steps: int, batch_size: int, seed: int, lr_multipliers: dict | None) -> TrainConfig:
+    """The notebooks' short runs: exactly `steps` optimizer steps, no evaluation during training."""
+    return TrainConfig(
+        lr=lr,
+        total_steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=0,
+        lr_multipliers=dict(lr_multipliers or {}),
+    )
+
+
 def finetune(
     base,
     tokenizer,
@@ -212,17 +232,8 @@ def finetune(
     training: the notebooks measure what they need afterwards. `lr_multipliers` gives some parameters their
     own rate (`TrainConfig.lr_multipliers`), e.g. `{"trainable_tokens": 0.2}` for PEFT's trainable rows.
     """
-    model = copy.deepcopy(base)
-    if lora_options is not None:
-        model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
-    config = TrainConfig(
-        lr=lr,
-        total_steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        eval_every=0,
-        lr_multipliers=dict(lr_multipliers or {}),
-    )
+    model = _short_run_model(base, tokenizer, seed, lora_options)
+    config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers)
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 
@@ -248,23 +259,12 @@ def finetune_curve(
     points = sorted({int(s) for s in at_steps} | {steps})
     if points[0] < 1 or points[-1] > steps:
         raise ValueError(f"at_steps must lie between 1 and steps={steps}, got {sorted(at_steps)}")
-    model = copy.deepcopy(base)
-    if lora_options is not None:
-        model = add_lora(model, tokenizer, **{"seed": seed, **lora_options})
+    model = _short_run_model(base, tokenizer, seed, lora_options)
     curve, result = [], None
     with tempfile.TemporaryDirectory(prefix="sft-curve-") as folder:
         for i, stop in enumerate(points):
-            config = TrainConfig(
-                lr=lr,
-                total_steps=steps,
-                batch_size=batch_size,
-                seed=seed,
-                eval_every=0,
-                lr_multipliers=dict(lr_multipliers or {}),
-                checkpoint_dir=folder,
-                save_every=steps,
-                max_steps=stop,
-            )
+            config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers)
+            config = replace(config, checkpoint_dir=folder, save_every=steps, max_steps=stop)
             result = train(model, examples, tokenizer.pad_token_id, config, resume=i > 0, progress=False)
             curve.append((stop, measure(model)))
     return model, result, curve
