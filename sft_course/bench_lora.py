@@ -136,8 +136,30 @@ def _course_runner(name, options, lora_model, tokenizer, examples, eval_examples
     return measured
 
 
+CHATML_MESSAGE = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+CHATML_MARKED = (
+    "{% if message['role'] == 'assistant' %}{{'<|im_start|>assistant\n'}}{% generation %}"
+    "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{'\n'}}{% else %}" + CHATML_MESSAGE + "{% endif %}"
+)
+
+
+def with_generation_markers(tokenizer):
+    """A copy of `tokenizer` whose ChatML template marks the assistant's content and `<|im_end|>` with
+    `{% generation %}`, which TRL's `assistant_only_loss` needs (SmolLM2's template has none; notebook 08 does the
+    same): the targets are then the course's (`masking`). A template that has markers already is kept."""
+    if "{% generation %}" in tokenizer.chat_template:
+        return tokenizer
+    if CHATML_MESSAGE not in tokenizer.chat_template:
+        raise ValueError("the chat template has no {% generation %} markers and is not SmolLM2's ChatML: mark it")
+    marked = copy.deepcopy(tokenizer)
+    marked.chat_template = tokenizer.chat_template.replace(CHATML_MESSAGE, CHATML_MARKED)
+    return marked
+
+
 def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank):
     from datasets import Dataset
+
+    trl_tokenizer = with_generation_markers(tokenizer)
 
     micro = _micro_size(options, config.batch_size)
     dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
@@ -148,13 +170,13 @@ def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, confi
 
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
-        trl_trainer(copy.deepcopy(lora_model), tokenizer, dataset, config, 1, folder, settings)[0].train()
+        trl_trainer(copy.deepcopy(lora_model), trl_tokenizer, dataset, config, 1, folder, settings)[0].train()
         warmup = time.perf_counter() - began
 
     def measured() -> LoraRun:
         model = copy.deepcopy(lora_model)
         with tempfile.TemporaryDirectory() as folder:
-            trainer, batches = trl_trainer(model, tokenizer, dataset, config, config.total_steps, folder, settings)
+            trainer, batches = trl_trainer(model, trl_tokenizer, dataset, config, config.total_steps, folder, settings)
             clock = trl_step_clock()
             trainer.add_callback(clock)
             with PeakMemory(device) as memory:

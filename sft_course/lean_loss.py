@@ -83,7 +83,7 @@ def shared_prefix_length(batch: dict, minimum: int = MIN_SHARED_PREFIX) -> int:
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     same = (ids == ids[:1]).all(dim=0) & (mask == 1).all(dim=0)
-    same[1:] &= (labels[:, 1:] == IGNORE_INDEX).all(dim=0)  # position t predicts label t+1: keep it unscored
+    same[:-1] &= (labels[:, 1:] == IGNORE_INDEX).all(dim=0)  # position t predicts label t+1: keep it unscored
     differs = (~same).nonzero()
     length = int(differs[0]) if len(differs) else ids.shape[1]
     length = min(length, ids.shape[1] - 1)  # at least one token of each row runs after the prefix

@@ -103,3 +103,16 @@ def test_bench_lora_names_an_unknown_configuration_before_loading_anything(capsy
 
     with pytest.raises(SystemExit, match="course-lean"):
         main(["bench", "--method", "lora", "--course", "nope"])
+
+
+def test_generation_markers_are_added_to_chatml_only():
+    from types import SimpleNamespace
+
+    from sft_course.bench_lora import CHATML_MESSAGE, with_generation_markers
+
+    marked = with_generation_markers(SimpleNamespace(chat_template="{% for message in messages %}" + CHATML_MESSAGE))
+    assert "{% generation %}" in marked.chat_template and marked.chat_template.endswith("{% endif %}")
+    kept = SimpleNamespace(chat_template="{% generation %}x{% endgeneration %}")
+    assert with_generation_markers(kept) is kept
+    with pytest.raises(ValueError, match="generation"):
+        with_generation_markers(SimpleNamespace(chat_template="{{ messages }}"))
