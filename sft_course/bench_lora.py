@@ -91,14 +91,17 @@ def _micro_size(options: dict, batch_size: int) -> int:
 
 
 def _course_micro_batches(examples, config: TrainConfig, micro: int, lean: bool) -> list[tuple[int, int, int, int]]:
-    """(rows, width, target rows, shared prefix) of each micro-batch `train` runs."""
+    """(rows, width, target rows, 0) of each micro-batch `train` runs: with the lean loss one packed row."""
     out = []
     for _, indices in step_indices(len(examples), config, plan_steps(len(examples), config)):
         for j in range(0, len(indices), micro):
             batch = pad_batch([examples[i] for i in indices[j : j + micro]], 0)
             targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-            prefix = shared_prefix_length(batch) if lean else 0
-            out.append((batch["input_ids"].shape[0], batch["input_ids"].shape[1], targets, prefix))
+            rows, width = batch["input_ids"].shape
+            if lean:  # the prefix once, then every row's own tokens packed into one row (`lean_loss`)
+                prefix = shared_prefix_length(batch)
+                rows, width = 1, prefix + int(batch["attention_mask"].sum()) - rows * prefix
+            out.append((rows, width, targets, 0))
     return out
 
 
@@ -164,7 +167,9 @@ def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, confi
     micro = _micro_size(options, config.batch_size)
     dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
     device = next(lora_model.parameters()).device
-    settings = dict(options)
+    # TRL's warm-up starts from rate 0, the course's from peak / warm-up steps (`training.cosine_lr`): one warm-up
+    # step fewer puts TRL's steps at the course's rates (exactly so for one warm-up step, the default here)
+    settings = {"warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)) - 1, **options}
     if settings.get("padding_free"):
         settings["max_length"] = None  # TRL: padding-free without packing does not enforce max_length
 

@@ -7,10 +7,12 @@ Two pieces, each exact up to float rounding, each tested against the plain loss 
   so the full logits tensor never exists (the idea of Liger Kernel's fused linear cross-entropy and of Apple's Cut
   Cross-Entropy, in plain PyTorch). With SmolLM2's 49,152-token vocabulary an evaluation batch of 64 examples holds
   about 800 target positions: 150 MB of float32 logits, and as much again for their gradient.
-- `shared_prefix_summed_loss`: when every example of a micro-batch starts with the same tokens (SmolLM2's chat
+- `lean_summed_loss`: when every example of a micro-batch starts with the same tokens (SmolLM2's chat
   template writes the same default system prompt before every question: 24 of about 52 tokens), the decoder runs
-  that prefix once, repeats its keys and values for every row, and runs only the rows' own tokens after it. The
-  gradient flows back through the repeated keys and values to the single prefix pass, so it is the same gradient.
+  that prefix once, every row attends to its keys and values, and only the rows' own tokens run after it. The
+  gradient flows back through those keys and values to the single prefix pass, so it is the same gradient.
+  The rows' own tokens run packed into one row without padding (a block mask keeps each row to itself and the
+  prefix; TRL's `padding_free`, which the same mask makes exact here): no slot is spent on padding.
 
 `loss.loss_function` picks `lean_summed_loss` when `TrainConfig.lean` is set; `train` never sees the difference.
 """
@@ -90,28 +92,54 @@ def shared_prefix_length(batch: dict, minimum: int = MIN_SHARED_PREFIX) -> int:
     return length if length >= minimum else 0
 
 
-def _decoder_hidden(model, batch: dict, prefix: int) -> torch.Tensor:
-    """The decoder's last hidden states of every position after the first, the shared `prefix` run once."""
+def _packed_rows(batch: dict, prefix: int) -> dict:
+    """Every row's tokens after the shared `prefix`, without padding, packed into one row: input ids, positions
+    (each row continues after the prefix), the next-token label of each packed position (-100 after a row's last
+    token), and a boolean (1, 1, tokens, prefix + tokens) mask: each token sees the prefix and its own row up to
+    itself, never another row."""
+    ids, labels = batch["input_ids"], batch["labels"]
+    lengths = batch["attention_mask"].sum(dim=1).tolist()  # right padding: a row's real tokens come first
+    ignore = labels.new_full((1,), IGNORE_INDEX)
+    packed_ids = torch.cat([ids[i, prefix:n] for i, n in enumerate(lengths)])
+    positions = torch.cat([torch.arange(prefix, n, device=ids.device) for n in lengths])
+    next_labels = torch.cat([torch.cat([labels[i, prefix + 1 : n], ignore]) for i, n in enumerate(lengths)])
+    row = torch.cat([torch.full((n - prefix,), i, device=ids.device) for i, n in enumerate(lengths)])
+    order = torch.arange(len(row), device=ids.device)
+    own = (row[:, None] == row[None, :]) & (order[None, :] <= order[:, None])
+    sees = torch.cat([own.new_ones(len(row), prefix), own], dim=1)
+    return {
+        "input_ids": packed_ids[None],
+        "position_ids": positions[None],
+        "mask": sees[None, None],
+        "labels": next_labels,
+    }
+
+
+def _decoder_hidden(model, batch: dict, prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden states, next-token labels) of every real position: the shared `prefix` run once, then all rows'
+    own tokens packed into one row after it (`_packed_rows`), so no slot is padding."""
     decoder = model.get_decoder()
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    if not prefix:
-        return decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
-    shared = decoder(input_ids=ids[:1, :prefix], use_cache=True)
-    cache = shared.cache if hasattr(shared, "cache") else shared.past_key_values
-    for layer in cache.layers:  # one prefix for every row: expanded, not copied; the gradients add up in the backward
-        layer.keys = layer.keys.expand(ids.shape[0], -1, -1, -1)
-        layer.values = layer.values.expand(ids.shape[0], -1, -1, -1)
-    rows = decoder(input_ids=ids[:, prefix:], attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
+    cache = None
+    if prefix:
+        shared = decoder(input_ids=batch["input_ids"][:1, :prefix], use_cache=True)
+        cache = shared.cache if hasattr(shared, "cache") else shared.past_key_values
+    packed = _packed_rows(batch, prefix)
+    hidden = decoder(
+        input_ids=packed["input_ids"],
+        position_ids=packed["position_ids"],
+        attention_mask=packed["mask"],
+        cache=cache,
+        use_cache=cache is not None,
+    ).last_hidden_state[0]
     # the prefix's last position predicts the first token after it: never a target (shared_prefix_length)
-    return rows[:, :-1]
+    return hidden, packed["labels"]
 
 
 def lean_summed_loss(model, batch: dict, chunk_rows: int = CHUNK_ROWS, share_prefix: bool = True) -> torch.Tensor:
     """`loss.summed_token_loss(model, batch, logits_on_targets=True)`, computed leanly: the micro-batch's shared
-    prefix run once (`shared_prefix_length`) and the output layer's cross-entropy in chunks (`chunked_cross_entropy`).
-    """
+    prefix run once (`shared_prefix_length`), the rows after it packed without padding, and the output layer's
+    cross-entropy in chunks (`chunked_cross_entropy`)."""
     prefix = shared_prefix_length(batch) if share_prefix else 0
-    hidden = _decoder_hidden(model, batch, prefix)
-    targets = batch["labels"][:, prefix + 1 :]
+    hidden, targets = _decoder_hidden(model, batch, prefix)
     keep = targets != IGNORE_INDEX
     return chunked_cross_entropy(hidden[keep], model.get_output_embeddings(), targets[keep], chunk_rows)
