@@ -210,7 +210,6 @@ def trl_trainer(model, tokenizer, dataset, config: TrainConfig, max_steps: int, 
         max_grad_norm=config.max_grad_norm,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-        warmup_steps=max(1, round(config.warmup_ratio * config.total_steps)),
         assistant_only_loss=True,
         fp16=False,
         seed=config.seed,
@@ -222,7 +221,13 @@ def trl_trainer(model, tokenizer, dataset, config: TrainConfig, max_steps: int, 
         disable_tqdm=True,
         use_cpu=next(model.parameters()).device.type == "cpu",
         dataloader_num_workers=0,
-        **{"bf16": False, "activation_checkpointing": False, "max_length": MAX_LENGTH, **options},
+        **{
+            "warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)),
+            "bf16": False,
+            "activation_checkpointing": False,
+            "max_length": MAX_LENGTH,
+            **options,
+        },
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)  # it prints the logs to stdout, whose last line is our JSON
