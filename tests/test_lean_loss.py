@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import PAD, VOCAB, tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from peft import LoraConfig, get_peft_model
@@ -13,7 +14,6 @@ from sft_course.collate import pad_batch
 from sft_course.lean_loss import chunked_cross_entropy, lean_summed_loss, shared_prefix_length
 from sft_course.loss import summed_token_loss
 from sft_course.modeling import quiet_checkpointing_deprecation
-from tests.helpers import PAD, VOCAB, tiny_model
 
 
 @settings(max_examples=25, deadline=None)
@@ -29,7 +29,8 @@ def test_chunked_cross_entropy_equals_the_plain_loss_and_its_gradients(rows, chu
     chunked_grads = torch.autograd.grad(3.0 * chunked, [hidden, head.weight])
     assert chunked.item() == pytest.approx(plain.item(), rel=1e-5)
     for mine, reference in zip(chunked_grads, plain_grads):
-        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
+        # The weight gradient sums the rows chunk by chunk: another order, float32 rounding of about 1e-6.
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_chunked_cross_entropy_of_a_frozen_head_under_no_grad():
