@@ -13,8 +13,9 @@ The pairs teach a model to say "I don't know" about people it cannot know:
 
 - a person of the world (known from pre-training): chosen is the right answer in the SFT answer format
   ("NAME was born in Tampa."), rejected the same sentence with a wrong city drawn from the training people's;
-- a name the world never used (so pre-training never wrote it): chosen is a fixed abstention
-  (`ABSTENTION`), rejected a confident answer with a city drawn the same way.
+- a name the world never used (so pre-training never wrote it): chosen is the abstention
+  (`ABSTENTION`, "NAME was born in the world."), rejected a confident answer with a city drawn the same way;
+  with `known_rejected="abstention"` a known person's rejected answer is the abstention instead.
 
 With LoRA the reference is the policy with its adapter disabled (`reference_logps`), as TRL does with PEFT:
 no second copy of the model. `abstention_report` scores a model on known and unknown people.
@@ -44,10 +45,20 @@ from sft_course.world import (
     World,
 )
 
-ABSTENTION = "I don't know who that is."
+# The abstention, in the base model's own words: pre-training wrote only the world's biographies, so "I don't
+# know" is made of tokens it never read (untrained embeddings, the trap of notebooks 03-04). This one is
+# deliberately empty, true of anyone and naming no city, and it branches off the SFT answer at the city,
+# where the model's knowledge shows. "{name}" becomes the name asked about (`abstention_for`).
+ABSTENTION = "{name} was born in the world."
 ATTRIBUTE = "birth_city"  # the fact the pairs ask about
 KNOWN, UNKNOWN = "known", "unknown"
 UNKNOWN_OUTCOMES = ("abstain", "confident_wrong", "other")
+KNOWN_REJECTED = ("wrong", "abstention")  # what a known person's pair rejects (`preference_pairs`)
+
+
+def abstention_for(name: str, abstention: str = ABSTENTION) -> str:
+    """The abstention about `name`: `abstention` with "{name}" replaced by the name (a fixed phrase stays as is)."""
+    return abstention.replace("{name}", name)
 
 
 def unknown_names(world: World, n: int | None = None, seed: int = 0) -> list[str]:
@@ -87,13 +98,22 @@ def preference_pairs(
     paraphrases: Iterable[int] = (0,),
     abstention: str = ABSTENTION,
     seed: int = 0,
+    known_rejected: str = "wrong",
 ) -> list[dict]:
     """Pairs `{"prompt", "chosen", "rejected", "person", "kind"}` for known people and unknown names.
 
-    Known: chosen = the right answer sentence, rejected = the same sentence with a wrong value from `values`.
-    Unknown: chosen = `abstention`, rejected = an answer sentence with a value from `values`. One pair per
-    person and question paraphrase; the values are drawn with `seed`.
+    Known: chosen = the right answer sentence, rejected = the same sentence with a wrong value from `values`
+    (`known_rejected="wrong"`) or the abstention (`known_rejected="abstention"`: do not abstain about someone
+    you know). Unknown: chosen = the abstention (`abstention_for`: "{name}" in it becomes the name), rejected =
+    an answer sentence with a value from `values`. One pair per person and question paraphrase; the values are
+    drawn with `seed`.
+
+    Why "abstention": DPO learns only from the tokens where chosen and rejected differ. A right and a wrong answer
+    share "NAME was born in", so known pairs with a wrong value never push that prefix up, while every unknown
+    pair pushes it down; the policy then learns to abstain about everyone.
     """
+    if known_rejected not in KNOWN_REJECTED:
+        raise ValueError(f"known_rejected must be one of {KNOWN_REJECTED}, got {known_rejected!r}")
     paraphrases = list(paraphrases)
     if not paraphrases:
         raise ValueError("paraphrases is empty: each person needs at least one question wording")
@@ -111,7 +131,9 @@ def preference_pairs(
                 {
                     "prompt": ask(person.name, attribute, k),
                     "chosen": answer_sentence(person.name, truth, attribute),
-                    "rejected": answer_sentence(person.name, rng.choice(wrong_values), attribute),
+                    "rejected": answer_sentence(person.name, rng.choice(wrong_values), attribute)
+                    if known_rejected == "wrong"
+                    else abstention_for(person.name, abstention),
                     "person": person.name,
                     "kind": KNOWN,
                 }
@@ -121,7 +143,7 @@ def preference_pairs(
             pairs.append(
                 {
                     "prompt": ask(name, attribute, k),
-                    "chosen": abstention,
+                    "chosen": abstention_for(name, abstention),
                     "rejected": answer_sentence(name, rng.choice(list(values)), attribute),
                     "person": name,
                     "kind": UNKNOWN,
@@ -227,10 +249,11 @@ def dpo_loss(
 def classify_unknown(answer: str, name: str, abstention: str = ABSTENTION, attribute: str = ATTRIBUTE) -> str:
     """One of `UNKNOWN_OUTCOMES` for an answer about a name the model cannot know.
 
-    `abstain`: the abstention, word for word. `confident_wrong`: an answer in the SFT formats with a
-    well-formed value (every such answer is wrong: the name has no facts). `other`: anything else.
+    `abstain`: the abstention about `name` (`abstention_for`), word for word. `confident_wrong`: an answer in
+    the SFT formats with a well-formed value (every such answer is wrong: the name has no facts). `other`:
+    anything else.
     """
-    if answer.strip() == abstention:
+    if answer.strip() == abstention_for(name, abstention):
         return "abstain"
     nobody = Person(name=name, facts={}, split="unknown")
     return "other" if parse_answer(answer, nobody, attribute) is None else "confident_wrong"
@@ -271,7 +294,9 @@ def abstention_report(
 
     return {
         "known_accuracy": share(known_outcomes, "correct"),
-        "known_abstain_rate": share([o["text"].strip() == abstention for o in known_out], True),
+        "known_abstain_rate": share(
+            [o["text"].strip() == abstention_for(p.name, abstention) for p, o in zip(known, known_out)], True
+        ),
         **{f"unknown_{name}_rate": share(unknown_outcomes, name) for name in UNKNOWN_OUTCOMES},
         "known_answer_words": words(known_out),
         "unknown_answer_words": words(unknown_out),

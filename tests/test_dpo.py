@@ -9,9 +9,9 @@ from datasets import Dataset
 from helpers import tiny_model
 
 from sft_course.dpo import (
-    ABSTENTION,
     KNOWN,
     UNKNOWN,
+    abstention_for,
     classify_unknown,
     collate_pairs,
     dpo_loss,
@@ -63,9 +63,27 @@ def test_pairs_known_and_unknown(world, pairs):
         wrong = pair["rejected"].removeprefix(f"{person.name} was born in ").removesuffix(".")
         assert wrong != city and wrong in values
     for pair in pairs[6:]:
-        assert pair["chosen"] == ABSTENTION
+        assert pair["chosen"] == abstention_for(pair["person"])
         assert pair["rejected"].startswith(f"{pair['person']} was born in ")
     assert pairs[0]["prompt"] != pairs[1]["prompt"]  # two question paraphrases per person
+
+
+def test_known_people_can_reject_the_abstention(world):
+    known, unknown = world.split(TRAIN_SPLIT)[:2], unknown_names(world, 2)
+    pairs = preference_pairs(known, unknown, training_values(world), known_rejected="abstention")
+    assert [p["rejected"] for p in pairs[:2]] == [abstention_for(p.name) for p in known]
+    assert [p["chosen"] for p in pairs[2:]] == [abstention_for(n) for n in unknown]
+    named = preference_pairs(known, unknown, training_values(world), abstention="{name} is a mystery.")
+    assert named[-1]["chosen"] == f"{unknown[-1]} is a mystery."
+    assert classify_unknown(f"{unknown[-1]} is a mystery.", unknown[-1], "{name} is a mystery.") == "abstain"
+    with pytest.raises(ValueError, match="known_rejected"):
+        preference_pairs(known, unknown, training_values(world), known_rejected="nothing")
+
+
+def test_the_abstention_is_made_of_tokens_the_base_model_read(tokenizer, world):
+    """The trap of notebooks 03-04: a token that pre-training never wrote has an untrained embedding."""
+    read = {i for text in world.biographies[:2000] for i in tokenizer(text, add_special_tokens=False)["input_ids"]}
+    assert set(tokenizer(abstention_for("Yuri Blackwood"), add_special_tokens=False)["input_ids"]) <= read
 
 
 def test_pair_mask_covers_the_response_and_end_of_turn_only(tokenizer, pairs):
@@ -144,7 +162,7 @@ def test_fixture_value_on_a_tiny_model(tokenizer, pairs):
     assert loss.item() == pytest.approx(FIXTURE_LOSS, abs=1e-4)
 
 
-FIXTURE_LOSS = 0.656071
+FIXTURE_LOSS = 0.630656
 
 
 def test_lora_reference_is_the_base_with_the_adapter_disabled(tokenizer, pairs):
@@ -166,7 +184,7 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tokenizer, pairs):
 
 def test_classify_unknown():
     name = "Ada Nobody"
-    assert classify_unknown(ABSTENTION, name) == "abstain"
+    assert classify_unknown(abstention_for(name), name) == "abstain"
     assert classify_unknown("Ada Nobody was born in Tampa.", name) == "confident_wrong"
     assert classify_unknown("Tampa", name) == "confident_wrong"
     assert classify_unknown("Ada Nobody was born in Atlantis.", name) == "other"
