@@ -7,8 +7,8 @@ import logging
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from helpers import LLAMA3_SPECIALS, LLAMA3_TEMPLATE, untied_llama, world_bpe
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from sft_course import smollm2
 from sft_course.cli import main
@@ -19,33 +19,11 @@ from sft_course.experiment import default_lr
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.modeling import load_model
 from sft_course.tokenizer import CHAT_TEMPLATE, IM_END, IM_START, PAD
-from sft_course.world import make_world
 
-LLAMA3_TEMPLATE = (
-    "{{- bos_token }}{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}"
-    "{%- endfor %}{%- if add_generation_prompt %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
 MESSAGES = [
     {"role": "user", "content": "Where was Yuri Blackwood born?"},
     {"role": "assistant", "content": "Yuri Blackwood was born in Tampa."},
 ]
-
-
-def _bpe(special_tokens: list[str]) -> Tokenizer:
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=special_tokens,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(make_world().biographies[:300], trainer)
-    return bpe
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +31,7 @@ def gpt2_dir(tmp_path_factory):
     """GPT-2's conventions: <|endoftext|> is BOS and EOS, no pad token, no chat template, tied embeddings."""
     folder = tmp_path_factory.mktemp("gpt2-style")
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_bpe(["<|endoftext|>"]),
+        tokenizer_object=world_bpe(400, ["<|endoftext|>"]),
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
         model_max_length=256,
@@ -78,26 +56,14 @@ def llama3_dir(tmp_path_factory):
     """Llama 3's conventions: header tokens in the template, <|eot_id|> ends a turn, no pad, untied output layer."""
     folder = tmp_path_factory.mktemp("llama3-style")
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_bpe(LLAMA3_SPECIALS),
+        tokenizer_object=world_bpe(400, LLAMA3_SPECIALS),
         bos_token="<|begin_of_text|>",
         eos_token="<|eot_id|>",
         model_max_length=256,
     )
     tokenizer.chat_template = LLAMA3_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = untied_llama(tokenizer, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -10,6 +10,8 @@ from sft_course.experiment import finetune, finetune_curve
 from sft_course.lora import add_lora
 from sft_course.training import TrainConfig, train
 
+SHORT_LORA_RUN = {"steps": 2, "lr": 1e-2, "batch_size": 4, "seed": 7}  # two steps of a LoRA run, seeded
+
 
 def test_finetune_runs_exactly_n_steps_on_a_copy(tokenizer):
     base = tiny_model(tokenizer)
@@ -30,18 +32,10 @@ def test_finetune_runs_exactly_n_steps_on_a_copy(tokenizer):
 
 def test_finetune_with_lora_options_wraps_the_copy_seeded_by_the_run(tokenizer):
     base = tiny_model(tokenizer)
-    model, result = finetune(
-        base,
-        tokenizer,
-        examples(tokenizer),
-        steps=2,
-        lr=1e-2,
-        batch_size=4,
-        seed=7,
-        lora_options={"rank": 4, "alpha": 8},
-    )
+    options = {"rank": 4, "alpha": 8}
+    model, result = finetune(base, tokenizer, examples(tokenizer), lora_options=options, **SHORT_LORA_RUN)
     assert isinstance(model, PeftModel) and not isinstance(base, PeftModel)
-    reference = add_lora(tiny_model(tokenizer), tokenizer, rank=4, alpha=8, seed=7)
+    reference = add_lora(tiny_model(tokenizer), tokenizer, seed=SHORT_LORA_RUN["seed"], **options)
     assert trainable_parameters(model) == trainable_parameters(reference)
     assert result.steps == 2
 
@@ -53,21 +47,16 @@ def test_finetune_passes_lr_multipliers_to_the_trainable_rows(tokenizer):
         base,
         tokenizer,
         examples(tokenizer),
-        steps=2,
-        lr=1e-2,
-        batch_size=4,
-        seed=7,
         lora_options=options,
         lr_multipliers={"trainable_tokens": 0.0},
+        **SHORT_LORA_RUN,
     )
-    moved, _ = finetune(
-        base, tokenizer, examples(tokenizer), steps=2, lr=1e-2, batch_size=4, seed=7, lora_options=options
-    )
+    moved, _ = finetune(base, tokenizer, examples(tokenizer), lora_options=options, **SHORT_LORA_RUN)
 
     def rows(m):
         return [p for n, p in m.named_parameters() if "trainable_tokens_delta" in n][0].detach()
 
-    start = rows(add_lora(tiny_model(tokenizer), tokenizer, seed=7, **options))
+    start = rows(add_lora(tiny_model(tokenizer), tokenizer, seed=SHORT_LORA_RUN["seed"], **options))
     assert torch.equal(rows(frozen), start)  # factor 0: the trainable rows did not move
     assert not torch.equal(rows(moved), start)
 

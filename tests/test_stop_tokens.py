@@ -2,9 +2,9 @@
 at their own end-of-turn token after a short SFT, as often as ChatML does."""
 
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from helpers import LLAMA3_TEMPLATE, untied_llama, world_bpe
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerFast
 
 from sft_course.experiment import finetune
 from sft_course.generation import chat_prompt, generate
@@ -19,12 +19,6 @@ GEMMA_TEMPLATE = (
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
     "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-)
-LLAMA3_TEMPLATE = (
-    "{{- bos_token }}{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}"
-    "{%- endfor %}{%- if add_generation_prompt %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
 )
 STYLES = {
     # special tokens, bos, eos, pad, template, the end of turn the template writes
@@ -64,14 +58,7 @@ def _rows(n_people: int, offset: int = 0):
 
 @pytest.fixture(scope="module")
 def bpe():
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=500, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer.train_from_iterator(list(make_world().biographies[:300]) + [r["instruction"] for r in _rows(40)], trainer)
-    return tokenizer.to_str()
+    return world_bpe(500, extra_texts=[r["instruction"] for r in _rows(40)]).to_str()
 
 
 def _tokenizer(bpe, style: str) -> PreTrainedTokenizerFast:
@@ -83,22 +70,6 @@ def _tokenizer(bpe, style: str) -> PreTrainedTokenizerFast:
         tokenizer.pad_token = pad
     tokenizer.chat_template = template
     return tokenizer
-
-
-def _model(tokenizer, generation_eos: list[int]) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        eos_token_id=generation_eos,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -113,7 +84,7 @@ def test_the_template_names_its_end_of_turn(bpe, style):
 def test_generation_config_eos_ids_are_stops_too(bpe):
     tokenizer = _tokenizer(bpe, "gemma")
     extra = tokenizer.convert_tokens_to_ids("<start_of_turn>")
-    model = _model(tokenizer, [tokenizer.eos_token_id, extra])
+    model = untied_llama(tokenizer, hidden_size=64, eos_token_id=[tokenizer.eos_token_id, extra])
     assert stop_token_ids(tokenizer, model) == [
         tokenizer.convert_tokens_to_ids("<end_of_turn>"),
         tokenizer.eos_token_id,
@@ -133,7 +104,8 @@ def test_no_template_or_no_special_token_falls_back_to_eos(bpe):
 
 def _stop_rate_after_sft(bpe, style: str) -> tuple[float, list[dict]]:
     tokenizer = _tokenizer(bpe, style)
-    model = _model(tokenizer, [tokenizer.eos_token_id])  # the model's config knows only the EOS, as a base model's
+    # The model's config knows only the EOS, as a base model's does.
+    model = untied_llama(tokenizer, hidden_size=64, eos_token_id=[tokenizer.eos_token_id])
     prepare_for_chat(model, tokenizer)
     examples, _ = tokenize_examples(tokenizer, _rows(24))
     model, _ = finetune(model, tokenizer, examples, steps=120, lr=3e-3, batch_size=16, seed=0)
