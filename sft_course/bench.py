@@ -11,14 +11,14 @@ machine's load hits all of them alike.
 Measured per run: target tokens per second over the whole run and in the steady state (after the first step),
 the share of computed token slots that were padding, wall time, held-out accuracy, and peak memory (the process's
 resident memory above what it held before the run on a CPU, `torch.cuda.max_memory_allocated` on CUDA). The loop's
-achieved FLOP/s is given as a fraction of a plain fp32 matmul's FLOP/s measured in the same run.
+achieved FLOP/s is given as a fraction of the matmul peak in the configuration's own precision (fp32 or bf16),
+measured at the model's own shapes in the same run (`flops.matmul_peak`).
 """
 
 from __future__ import annotations
 
 import copy
 import ctypes
-import math
 import statistics
 import tempfile
 import threading
@@ -30,6 +30,7 @@ import torch
 from sft_course.defaults import MAX_LENGTH
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.experiment import training_rows
+from sft_course.flops import matmul_peak, model_shapes
 from sft_course.formats import to_messages
 from sft_course.loss import uses_logits_on_targets
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
@@ -127,22 +128,6 @@ class PeakMemory:
         return False
 
 
-def matmul_flops_per_second(device: torch.device, size: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a plain fp32 (size x size) @ (size x size) matmul on `device`: the best of `repeats`."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b
-    best = math.inf
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return 2 * size**3 / best
-
-
 def training_flops(model, batch_widths: list[tuple[int, int, int]]) -> float:
     """FLOPs of forward plus backward (3x the forward) for padded batches given as (rows, width, head_rows).
 
@@ -205,62 +190,64 @@ def _course_widths(examples, config, targets_only):
     return widths
 
 
-def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_length, warmup_steps):
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
+def trl_trainer(model, tokenizer, dataset, config: TrainConfig, max_steps: int, folder, options: dict):
+    """TRL's `SFTTrainer` with the bench's settings (the rate, schedule, clipping and seed of `config`, warm-up over
+    `config.total_steps`, assistant-only loss, fp32, no gradient checkpointing, no logging to stdout) overridden by
+    `options` (SFTConfig fields; `micro_batch`: examples per forward pass, the rest by gradient accumulation).
+    Returns `(trainer, batches)`: `batches` fills with (rows, width, real tokens, target tokens) of each batch."""
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
-    use_cpu = next(base_model.parameters()).device.type == "cpu"
-    warmup = max(1, round(config.warmup_ratio * steps))
+    options = dict(options)
+    micro = options.pop("micro_batch", None) or config.batch_size
+    args = SFTConfig(
+        output_dir=folder,
+        max_steps=max_steps,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=config.batch_size // micro,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+        assistant_only_loss=True,
+        fp16=False,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=10,
+        disable_tqdm=True,
+        use_cpu=next(model.parameters()).device.type == "cpu",
+        dataloader_num_workers=0,
+        **{
+            "warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)),
+            "bf16": False,
+            "activation_checkpointing": False,
+            "max_length": MAX_LENGTH,
+            **options,
+        },
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # it prints the logs to stdout, whose last line is our JSON
+    batches: list[tuple[int, int, int, int]] = []
+    collate = trainer.data_collator
 
-    def trainer_for(model, max_steps, folder):
-        args = SFTConfig(
-            output_dir=folder,
-            max_steps=max_steps,
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=1,
-            learning_rate=config.lr,
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            lr_scheduler_type="cosine_with_min_lr",
-            lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
-            warmup_steps=warmup,
-            assistant_only_loss=True,
-            max_length=max_length,
-            fp16=False,
-            activation_checkpointing=False,
-            seed=config.seed,
-            data_seed=config.seed,
-            report_to="none",
-            save_strategy="no",
-            eval_strategy="no",
-            logging_steps=10,
-            disable_tqdm=True,
-            use_cpu=use_cpu,
-            dataloader_num_workers=0,
-            **{"bf16": False, **options},
-        )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        trainer.remove_callback(PrinterCallback)  # it prints the logs to stdout, whose last line is our JSON
-        batches: list[tuple[int, int, int, int]] = []  # rows, width, real tokens, target tokens
-        collate = trainer.data_collator
+    def counting(features):
+        batch = collate(features)
+        ids = batch["input_ids"]
+        real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else ids.numel()  # padding-free: all
+        batches.append((ids.shape[0], ids.shape[1], real, int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())))
+        return batch
 
-        def counting(features):
-            batch = collate(features)
-            ids = batch["input_ids"]
-            batches.append(
-                (
-                    ids.shape[0],
-                    ids.shape[1],
-                    int(batch["attention_mask"].sum()),
-                    int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()),
-                )
-            )
-            return batch
+    trainer.data_collator = counting
+    return trainer, batches
 
-        trainer.data_collator = counting
-        return trainer, batches
+
+def trl_step_clock():
+    """A Trainer callback that notes when training begins (`begin`) and when each optimizer step ends (`ends`)."""
+    from transformers import TrainerCallback
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -271,6 +258,18 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
 
         def on_step_end(self, *args, **kwargs):
             self.ends.append(time.perf_counter())
+
+    return StepClock()
+
+
+def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_length, warmup_steps):
+    from datasets import Dataset
+
+    dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
+
+    def trainer_for(model, max_steps, folder):
+        settings = {"max_length": max_length, **options}
+        return trl_trainer(model, tokenizer, dataset, replace(config, total_steps=steps), max_steps, folder, settings)
 
     with tempfile.TemporaryDirectory() as folder:
         t = time.perf_counter()
@@ -283,7 +282,7 @@ def _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_leng
         model = copy.deepcopy(base_model)
         with tempfile.TemporaryDirectory() as folder:
             trainer, batches = trainer_for(model, steps, folder)
-            clock = StepClock()
+            clock = trl_step_clock()
             trainer.add_callback(clock)
             with PeakMemory(next(model.parameters()).device) as memory:
                 output = trainer.train()
@@ -344,7 +343,12 @@ def run_bench(
         progress(f"warm-up: {name}")
         runners[name] = _trl_run(name, options, base_model, tokenizer, rows, config, steps, max_length, warmup_steps)
     held_out = sample_people(make_world(), eval_people, seed)[1]
-    matmul = matmul_flops_per_second(device)
+    shapes = model_shapes(base_model, rows=2048)  # a step of 64 examples holds about 2,000 token slots
+    bf16_repeats = 5 if any(o.get("bf16") for o in [*course_configs.values(), *trl_configs.values()]) else 2
+    matmul = {
+        "fp32": matmul_peak(device, torch.float32, shapes),
+        "bf16": matmul_peak(device, torch.bfloat16, shapes, 2),
+    }
     runs: list[BenchRun] = []
     order = _alternating(list(course_configs), list(trl_configs))
     for repeat in range(repeats):
@@ -357,14 +361,17 @@ def run_bench(
                 f"held-out {run.held_out_accuracy:.3f}"
             )
             del model
-    matmul_after = matmul_flops_per_second(device)
+    matmul_after = {
+        "fp32": matmul_peak(device, torch.float32, shapes),
+        "bf16": matmul_peak(device, torch.bfloat16, shapes, bf16_repeats),
+    }
     return {
         "runs": runs,
         "summary": summarize(
             runs,
             course_configs,
             trl_configs,
-            max(matmul, matmul_after),
+            {p: max(matmul[p], matmul_after[p]) for p in matmul},
             {
                 "steps": steps,
                 "examples": len(examples),
@@ -408,9 +415,11 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
     by_name = {name: _median_run([r for r in runs if r.name == name]) for name in names}
     course = {n: by_name[n] for n in course_configs if n in by_name}
     trl = {n: by_name[n] for n in trl_configs if n in by_name}
+    peaks = matmul_flops if isinstance(matmul_flops, dict) else {"fp32": matmul_flops, "bf16": matmul_flops}
+    precision = {n: "bf16" if {**course_configs, **trl_configs}[n].get("bf16") else "fp32" for n in names}
     summary = {
         "configs": {n: {k: round(v, 4) for k, v in m.items()} for n, m in by_name.items()},
-        "matmul_gflops": round(matmul_flops / 1e9, 1),
+        "matmul_gflops": {p: round(v / 1e9, 1) for p, v in peaks.items()},
         **setup,
     }
 
@@ -440,10 +449,10 @@ def summarize(runs: list[BenchRun], course_configs, trl_configs, matmul_flops: f
                 "throughput_ratio_vs_trl_whole_run_by_config": {n: v["ratio"] for n, v in whole_run.items()},
             }
         )
-    for name, metrics in course.items():
-        summary["configs"][name]["fraction_of_matmul_flops"] = round(metrics["flops_per_second"] / matmul_flops, 4)
-    for name, metrics in trl.items():
-        summary["configs"][name]["fraction_of_matmul_flops"] = round(metrics["flops_per_second"] / matmul_flops, 4)
+    for name, metrics in by_name.items():  # the share of the matmul peak in the configuration's own precision
+        summary["configs"][name]["precision"] = precision[name]
+        peak = peaks[precision[name]]
+        summary["configs"][name]["fraction_of_matmul_flops"] = round(metrics["flops_per_second"] / peak, 4)
     return summary
 
 
@@ -451,7 +460,7 @@ def format_table(summary: dict) -> str:
     """A markdown table of the medians per configuration."""
     head = (
         "| config | seconds | first step s | warm-up s | target tok/s | steady tok/s | padding | held-out "
-        "| memory MB | of matmul FLOP/s |"
+        "| memory MB | of matmul peak (own precision) |"
     )
     lines = [head, "|" + "---|" * 10]
     for name, m in summary["configs"].items():

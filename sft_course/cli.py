@@ -232,6 +232,7 @@ def _train_config(args):
         seed=args.seed,
         checkpoint_dir=args.checkpoint_dir,
         save_every=args.save_every or 0,
+        lean=args.run.lean,
     )
 
 
@@ -396,21 +397,24 @@ def _validate(args) -> int:
     return 0
 
 
+def _pick(names, table, flag):
+    if names is None:
+        return table
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in table]
+    if unknown:
+        raise SystemExit(f"error: {flag}: unknown configuration {', '.join(unknown)}; choose from {', '.join(table)}")
+    return {n: table[n] for n in chosen}
+
+
 def _bench(args) -> int:
     from sft_course.bench import COURSE_CONFIGS, TRL_CONFIGS, format_table, run_bench
 
-    def pick(names, table, flag):
-        if names is None:
-            return table
-        chosen = [n.strip() for n in names.split(",") if n.strip()]
-        unknown = [n for n in chosen if n not in table]
-        if unknown:
-            raise SystemExit(
-                f"error: {flag}: unknown configuration {', '.join(unknown)}; choose from {', '.join(table)}"
-            )
-        return {n: table[n] for n in chosen}
+    if args.method == "lora":
+        return _bench_lora(args)
+    args.batch_size, args.lr = args.batch_size or 64, args.lr or 6e-4
 
-    course, trl = pick(args.course, COURSE_CONFIGS, "--course"), pick(args.trl, TRL_CONFIGS, "--trl")
+    course, trl = _pick(args.course, COURSE_CONFIGS, "--course"), _pick(args.trl, TRL_CONFIGS, "--trl")
     report = run_bench(
         steps=args.steps,
         n_people=args.people,
@@ -428,6 +432,31 @@ def _bench(args) -> int:
     )
     summary = report["summary"]
     print(format_table(summary))
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
+    print(json.dumps({**summary, "options": options}))
+    return 0
+
+
+def _bench_lora(args) -> int:
+    """`bench --method lora` (`bench_lora`): the course's LoRA loop against TRL's SFTTrainer with PEFT."""
+    from sft_course.bench_lora import COURSE_LORA_CONFIGS, TRL_LORA_CONFIGS, format_lora_table, run_lora_bench
+    from sft_course.experiment import default_lr
+
+    model = args.model or "smollm2"
+    args.batch_size, args.lr = args.batch_size or 8, args.lr or default_lr("lora", model)
+    report = run_lora_bench(
+        model_name=model,
+        steps=args.steps or 12,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        repeats=args.repeats,
+        seed=args.seed,
+        course_configs=None if args.course is None else _pick(args.course, COURSE_LORA_CONFIGS, "--course"),
+        trl_configs=None if args.trl is None else _pick(args.trl, TRL_LORA_CONFIGS, "--trl"),
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    summary = report["summary"]
+    print(format_lora_table(summary))
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
     print(json.dumps({**summary, "options": options}))
     return 0
@@ -648,8 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_float, default=2.0)
     p.add_argument("--people", type=people_count, default=None, help="train on the first N training people only")
     p.add_argument("--eval-people", type=people_count, default=100, help="held-out people to score")
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=6e-4)
+    p.add_argument("--batch-size", type=positive_int, default=None, help="examples per step (default: 64; lora: 8)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak rate (default: 6e-4; lora: the model's)")
+    p.add_argument(
+        "--method",
+        choices=("full", "lora"),
+        default="full",
+        help="full: the bundled model's full fine-tuning; lora: LoRA on --model (default smollm2) against TRL + PEFT",
+    )
     p.add_argument("--warmup-steps", type=non_negative_int, default=3, help="untimed steps of each configuration first")
     p.add_argument(
         "--repeats", type=positive_int, default=1, help="timed runs of each configuration (medians reported)"

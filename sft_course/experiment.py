@@ -33,7 +33,7 @@ from sft_course.defaults import (
 from sft_course.evaluation import qa_report, sample_people
 from sft_course.lora import add_lora, new_token_ids
 from sft_course.masking import tokenize_examples
-from sft_course.modeling import BUNDLED, BUNDLED_MODEL_DIR, REPO_ROOT, load_model, model_kind
+from sft_course.modeling import BUNDLED, BUNDLED_MODEL_DIR, REPO_ROOT, SMOLLM2, load_model, model_kind
 from sft_course.training import TrainConfig, TrainResult, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
@@ -92,6 +92,7 @@ class RunDefaults:
     grad_accum_steps: int
     rank: int | None  # LoRA only (None for full fine-tuning)
     alpha: float | None
+    lean: bool = False  # `TrainConfig.lean`: the lean loss (the same loss, less work), SmolLM2's default
 
     def lora_options(self, sft_rows: Iterable | None = None) -> dict | None:
         """The options of `add_lora` for this run (`default_lora_options`), or None for full fine-tuning."""
@@ -116,7 +117,9 @@ def resolve_run(
     - `grad_accum_steps`: one batch per step for the bundled model, micro-batches of at most `MICRO_BATCH_SIZE`
       examples for any other (`default_grad_accum_steps`);
     - `rank`, `alpha`: LoRA's defaults for `method="lora"`, None for full fine-tuning;
-    - `bundled`: whether `model_name` is the bundled model (`modeling.model_kind`, asked once here).
+    - `bundled`: whether `model_name` is the bundled model (`modeling.model_kind`, asked once here);
+    - `lean`: the lean loss (`lean_loss`) for SmolLM2, whose chat template puts the same system prompt before every
+      question (run once per micro-batch) and whose 49k-token output layer is the largest activation.
     Values given are kept. The LoRA options proper (which embedding rows train) need the SFT rows:
     `RunDefaults.lora_options(rows)`.
     """
@@ -135,6 +138,7 @@ def resolve_run(
         else grad_accum_steps,
         rank=(LORA_RANK if rank is None else rank) if lora else rank,
         alpha=(LORA_ALPHA if alpha is None else alpha) if lora else alpha,
+        lean=model_kind(model_name) == SMOLLM2,
     )
 
 

@@ -15,6 +15,7 @@ whole optimizer step, and the faster paths that compute the same number.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from copy import deepcopy
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sft_course.collate import pad_batch
+from sft_course.lean_loss import lean_summed_loss
 from sft_course.masking import IGNORE_INDEX
 from sft_course.run import TrainConfig
 
@@ -115,29 +117,45 @@ def compile_cache_dir() -> Path:
 
 
 def loss_function(model, config: TrainConfig, distributed: bool = False):
-    """`batch -> summed target-token loss` as `train` computes it: eager by default; with `config.compile`,
+    """`batch -> summed target-token loss` as `train` computes it: eager by default (with `config.lean`, the lean
+    loss of `lean_loss`); with `config.compile`,
     compiled by `torch.compile` with dynamic shapes (one graph for every padded length) and an on-disk
     cache, so a second run, or a restarted notebook kernel, skips most of the compilation."""
     on_targets = uses_logits_on_targets(model, config, distributed)
+    if config.lean and not on_targets:
+        raise ValueError("lean=True runs the output layer on target positions only: not with logits_on_targets=False")
+
+    summed_loss = lean_summed_loss if config.lean else lambda m, b: summed_token_loss(m, b, on_targets)
 
     def summed(input_ids, attention_mask, labels):
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return summed_token_loss(model, batch, on_targets)
+        return summed_loss(model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
 
     if config.compile:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         summed = torch.compile(summed, dynamic=True)
-    device = next(model.parameters()).device
-    if config.bf16 if config.bf16 is not None else device.type == "cuda":
-        if device.type not in ("cuda", "cpu"):
-            raise ValueError(f"bf16=True autocasts on CUDA or a CPU, and the model is on {device.type}")
+    context = precision_context(next(model.parameters()).device, config)
 
-        def run(batch):  # on a CPU it pays where the CPU has bf16 matrix instructions (benchmarks/README.md)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    def run(batch):
+        with context():
+            return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
 
-        return run
-    return lambda batch: summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return run
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX-512 bf16, AMX): without them a bf16 matmul is emulated,
+    about a hundred times slower than float32 (benchmarks/README.md)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def precision_context(device: torch.device, config: TrainConfig):
+    """The context the forward pass runs in (called anew for each micro-batch): bf16 autocast, with fp32 weights
+    and optimizer state, when `config.bf16` (None: on CUDA only); otherwise plain float32."""
+    if not (config.bf16 if config.bf16 is not None else device.type == "cuda"):
+        return contextlib.nullcontext
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(f"bf16=True autocasts on CUDA or a CPU, and the model is on {device.type}")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def accumulate_step(loss_fn, micro_batches: list[dict], denominator: float, backward, device) -> torch.Tensor:
