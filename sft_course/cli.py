@@ -430,8 +430,12 @@ def _bench(args) -> int:
         trl_configs=trl,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    summary = report["summary"]
-    print(format_table(summary))
+    return _print_bench(report["summary"], format_table, args)
+
+
+def _print_bench(summary: dict, format_summary, args) -> int:
+    """A bench's table, then its summary and options as one JSON line (what a script reads)."""
+    print(format_summary(summary))
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
     print(json.dumps({**summary, "options": options}))
     return 0
@@ -455,11 +459,7 @@ def _bench_lora(args) -> int:
         trl_configs=None if args.trl is None else _pick(args.trl, TRL_LORA_CONFIGS, "--trl"),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    summary = report["summary"]
-    print(format_lora_table(summary))
-    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
-    print(json.dumps({**summary, "options": options}))
-    return 0
+    return _print_bench(report["summary"], format_lora_table, args)
 
 
 # ----------------------------------------------------------------------------------------------------------
