@@ -34,6 +34,7 @@ from sft_course.loss import cpu_has_bf16, evaluate_loss
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
 from sft_course.run import TrainConfig
+from sft_course.tokenizer import with_generation_markers
 from sft_course.training import plan_steps, step_indices, train
 
 # Each side's configurations: micro-batch (examples per forward pass; the effective batch is the same for all) and
@@ -137,26 +138,6 @@ def _course_runner(name, options, lora_model, tokenizer, examples, eval_examples
         return run
 
     return measured
-
-
-CHATML_MESSAGE = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-CHATML_MARKED = (
-    "{% if message['role'] == 'assistant' %}{{'<|im_start|>assistant\n'}}{% generation %}"
-    "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{'\n'}}{% else %}" + CHATML_MESSAGE + "{% endif %}"
-)
-
-
-def with_generation_markers(tokenizer):
-    """A copy of `tokenizer` whose ChatML template marks the assistant's content and `<|im_end|>` with
-    `{% generation %}`, which TRL's `assistant_only_loss` needs (SmolLM2's template has none; notebook 08 does the
-    same): the targets are then the course's (`masking`). A template that has markers already is kept."""
-    if "{% generation %}" in tokenizer.chat_template:
-        return tokenizer
-    if CHATML_MESSAGE not in tokenizer.chat_template:
-        raise ValueError("the chat template has no {% generation %} markers and is not SmolLM2's ChatML: mark it")
-    marked = copy.deepcopy(tokenizer)
-    marked.chat_template = tokenizer.chat_template.replace(CHATML_MESSAGE, CHATML_MARKED)
-    return marked
 
 
 def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -68,3 +69,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+CHATML_MESSAGE = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+CHATML_MARKED = (
+    "{% if message['role'] == 'assistant' %}{{'<|im_start|>assistant\n'}}{% generation %}"
+    "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{'\n'}}{% else %}" + CHATML_MESSAGE + "{% endif %}"
+)
+
+
+def with_generation_markers(tokenizer):
+    """A copy of `tokenizer` whose ChatML template marks the assistant's content and `<|im_end|>` with
+    `{% generation %}`, which TRL's `assistant_only_loss` needs (SmolLM2's template has none; notebook 08 does the
+    same): the targets are then the course's (`masking`). A template that has markers already is kept."""
+    if "{% generation %}" in tokenizer.chat_template:
+        return tokenizer
+    if CHATML_MESSAGE not in tokenizer.chat_template:
+        raise ValueError("the chat template has no {% generation %} markers and is not SmolLM2's ChatML: mark it")
+    marked = copy.deepcopy(tokenizer)
+    marked.chat_template = tokenizer.chat_template.replace(CHATML_MESSAGE, CHATML_MARKED)
+    return marked

@@ -108,7 +108,7 @@ def test_bench_lora_names_an_unknown_configuration_before_loading_anything(capsy
 def test_generation_markers_are_added_to_chatml_only():
     from types import SimpleNamespace
 
-    from sft_course.bench_lora import CHATML_MESSAGE, with_generation_markers
+    from sft_course.tokenizer import CHATML_MESSAGE, with_generation_markers
 
     marked = with_generation_markers(SimpleNamespace(chat_template="{% for message in messages %}" + CHATML_MESSAGE))
     assert "{% generation %}" in marked.chat_template and marked.chat_template.endswith("{% endif %}")
