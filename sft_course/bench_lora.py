@@ -27,14 +27,12 @@ from sft_course.collate import pad_batch
 from sft_course.defaults import LORA_ALPHA, LORA_RANK, MAX_LENGTH
 from sft_course.experiment import eval_loss_rows, training_rows
 from sft_course.flops import lora_training_flops, matmul_peak, model_shapes
-from sft_course.formats import to_messages
 from sft_course.lean_loss import shared_prefix_length
 from sft_course.lora import add_lora
 from sft_course.loss import cpu_has_bf16, evaluate_loss
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
 from sft_course.run import TrainConfig
-from sft_course.tokenizer import with_generation_markers
 from sft_course.training import plan_steps, step_indices, train
 
 # Each side's configurations: micro-batch (examples per forward pass; the effective batch is the same for all) and
@@ -140,29 +138,46 @@ def _course_runner(name, options, lora_model, tokenizer, examples, eval_examples
     return measured
 
 
-def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank):
+def trl_rows_in_step_order(examples: list[dict], config: TrainConfig) -> list[dict]:
+    """The course's tokenized examples ({"input_ids", "labels"}) in the order the course's loop takes them, one row
+    per example of each step (`training.step_indices`): read sequentially by TRL, each TRL step gets the very
+    batch of the course's step, with the very same tokens and target tokens."""
+    plan = plan_steps(len(examples), config)
+    return [
+        {"input_ids": list(examples[i]["input_ids"]), "labels": list(examples[i]["labels"])}
+        for _, indices in step_indices(len(examples), config, plan)
+        for i in indices
+    ]
+
+
+def _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank):
     from datasets import Dataset
 
-    trl_tokenizer = with_generation_markers(tokenizer)
-
     micro = _micro_size(options, config.batch_size)
-    dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
+    # the same tokens, targets and batches as the course (TRL takes a tokenized dataset with a "labels" column as
+    # it is), read in order: the two sides train the same thing, so their eval losses differ only by rounding
+    dataset = Dataset.from_list(trl_rows_in_step_order(examples, config))
     device = next(lora_model.parameters()).device
     # TRL's warm-up starts from rate 0, the course's from peak / warm-up steps (`training.cosine_lr`): one warm-up
     # step fewer puts TRL's steps at the course's rates (exactly so for one warm-up step, the default here)
-    settings = {"warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)) - 1, **options}
+    settings = {
+        "warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)) - 1,
+        "train_sampling_strategy": "sequential",
+        "assistant_only_loss": False,  # the labels come with the rows
+        **options,
+    }
     if settings.get("padding_free"):
         settings["max_length"] = None  # TRL: padding-free without packing does not enforce max_length
 
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
-        trl_trainer(copy.deepcopy(lora_model), trl_tokenizer, dataset, config, 1, folder, settings)[0].train()
+        trl_trainer(copy.deepcopy(lora_model), tokenizer, dataset, config, 1, folder, settings)[0].train()
         warmup = time.perf_counter() - began
 
     def measured() -> LoraRun:
         model = copy.deepcopy(lora_model)
         with tempfile.TemporaryDirectory() as folder:
-            trainer, batches = trl_trainer(model, trl_tokenizer, dataset, config, config.total_steps, folder, settings)
+            trainer, batches = trl_trainer(model, tokenizer, dataset, config, config.total_steps, folder, settings)
             clock = trl_step_clock()
             trainer.add_callback(clock)
             with PeakMemory(device) as memory:
@@ -231,7 +246,7 @@ def run_lora_bench(
         runners[name] = _course_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank)
     for name, options in trl_configs.items():
         progress(f"warm-up: {name}")
-        runners[name] = _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank)
+        runners[name] = _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank)
     runs: list[LoraRun] = []
     names = _alternating(list(course_configs), list(trl_configs))
     for repeat in range(repeats):

@@ -116,3 +116,17 @@ def test_generation_markers_are_added_to_chatml_only():
     assert with_generation_markers(kept) is kept
     with pytest.raises(ValueError, match="generation"):
         with_generation_markers(SimpleNamespace(chat_template="{{ messages }}"))
+
+
+def test_trl_gets_the_courses_tokens_in_the_courses_step_order():
+    from sft_course.bench_lora import trl_rows_in_step_order
+    from sft_course.run import TrainConfig
+    from sft_course.training import plan_steps, step_indices
+
+    examples = [{"input_ids": [i, i + 1, i + 2], "labels": [-100, i + 1, i + 2]} for i in range(4)]
+    config = TrainConfig(total_steps=3, batch_size=2, seed=7)  # 6 rows from 4 examples: the order wraps into epoch 2
+    rows = trl_rows_in_step_order(examples, config)
+    order = [i for _, step in step_indices(4, config, plan_steps(4, config)) for i in step]
+    assert len(rows) == 6 and [r["input_ids"][0] for r in rows] == order
+    assert order[:4] != [0, 1, 2, 3] and sorted(order[:4]) == [0, 1, 2, 3]  # the course's shuffle
+    assert rows[0] == {"input_ids": examples[order[0]]["input_ids"], "labels": examples[order[0]]["labels"]}
