@@ -1,9 +1,11 @@
 """`sft-course bench --model smollm2 --method lora`: the course's LoRA loop against TRL's `SFTTrainer` with PEFT.
 
 Both sides train the same LoRA adapters (the same `LoraConfig`: rank, alpha, every linear layer of the blocks, no
-trainable token rows; the same initial A matrices, drawn by `lora.add_lora` from the seed) on the same rows (the
-world's QA about the first training people, or `--data FILE`), for the same optimizer steps of the same effective
-batch, peak rate, 5% warm-up and cosine decay to 10%, fused AdamW. Each configuration trains a fresh copy of the
+trainable token rows; the same initial A matrices, drawn by `lora.add_lora` from the seed) on the same tokens: TRL
+gets the course's tokenized rows with their labels, in the order the course's loop takes them
+(`trl_rows_in_step_order`, read sequentially), so every step of both sides holds the same examples and the same
+target tokens; the same optimizer steps of the same effective batch, peak rate, 5% warm-up and cosine decay to 10%,
+fused AdamW. Both normalise a step's summed loss by its target tokens. Each configuration trains a fresh copy of the
 base model; each is warmed up first (one step), then the timed runs alternate between the configurations.
 
 Measured per run: target tokens per second, wall time of the steps, peak memory (the growth of the resident set on
@@ -61,6 +63,30 @@ def default_configs(device: torch.device) -> tuple[dict, dict]:
     course = {n: COURSE_LORA_CONFIGS[n] for n in (*DEFAULT_COURSE, *(("course-lean-bf16",) if bf16 else ()))}
     trl = {n: TRL_LORA_CONFIGS[n] for n in (*DEFAULT_TRL, *(("trl-bf16",) if bf16 else ()))}
     return course, trl
+
+
+def config_settings(course_configs: dict, trl_configs: dict, batch_size: int) -> dict:
+    """Each configuration's whole setting, defaults included, as the bench's JSON line states it."""
+    settings = {}
+    for name, options in course_configs.items():
+        settings[name] = {
+            "side": "course",
+            "micro_batch": _micro_size(options, batch_size),
+            "lean": bool(options.get("lean", False)),
+            "bf16": bool(options.get("bf16", False)),
+            "compile": bool(options.get("compile", False)),
+            "gradient_checkpointing": False,  # the course's loop has none
+        }
+    for name, options in trl_configs.items():
+        settings[name] = {
+            "side": "trl",
+            "micro_batch": _micro_size(options, batch_size),
+            "padding_free": bool(options.get("padding_free", False)),
+            "bf16": bool(options.get("bf16", False)),
+            "torch_compile": bool(options.get("torch_compile", False)),
+            "gradient_checkpointing": bool(options.get("activation_checkpointing", False)),
+        }
+    return settings
 
 
 @dataclass
@@ -273,6 +299,7 @@ def run_lora_bench(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu_has_bf16": cpu_has_bf16(),
+        "settings": config_settings(course_configs, trl_configs, batch_size),
     }
     return {"runs": [asdict(r) for r in runs], "summary": summarize_lora(runs, peaks, setup)}
 

@@ -130,3 +130,25 @@ def test_trl_gets_the_courses_tokens_in_the_courses_step_order():
     assert len(rows) == 6 and [r["input_ids"][0] for r in rows] == order
     assert order[:4] != [0, 1, 2, 3] and sorted(order[:4]) == [0, 1, 2, 3]  # the course's shuffle
     assert rows[0] == {"input_ids": examples[order[0]]["input_ids"], "labels": examples[order[0]]["labels"]}
+
+
+def test_each_configuration_states_its_full_setting():
+    from sft_course.bench_lora import config_settings
+
+    settings = config_settings({"course-lean": {"micro_batch": None, "lean": True}}, {"trl-mb4": {"micro_batch": 4}}, 8)
+    assert settings["course-lean"] == {
+        "side": "course",
+        "micro_batch": 8,
+        "lean": True,
+        "bf16": False,
+        "compile": False,
+        "gradient_checkpointing": False,
+    }
+    assert settings["trl-mb4"] == {
+        "side": "trl",
+        "micro_batch": 4,
+        "padding_free": False,
+        "bf16": False,
+        "torch_compile": False,
+        "gradient_checkpointing": False,
+    }
