@@ -35,7 +35,7 @@ from sft_course.loss import cpu_has_bf16, evaluate_loss
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
 from sft_course.run import TrainConfig
-from sft_course.training import plan_steps, step_indices, train
+from sft_course.training import cosine_lr, plan_steps, step_indices, train
 
 # Each side's configurations: micro-batch (examples per forward pass; the effective batch is the same for all) and
 # its own speed options. The defaults (`DEFAULT_COURSE`, `DEFAULT_TRL`) are each side's fastest at equal eval loss.
@@ -176,6 +176,20 @@ def trl_rows_in_step_order(examples: list[dict], config: TrainConfig) -> list[di
     ]
 
 
+def use_course_schedule(trainer, config: TrainConfig) -> None:
+    """Make `trainer` (a transformers `Trainer`) take every step at the course's rate (`training.cosine_lr`: the
+    warm-up starts at peak / warm-up steps, the cosine spans the steps after it), not at its own cosine's (which
+    starts at rate 0 and spans every step from the first): the two schedules differ at every step."""
+    warmup = max(1, round(config.warmup_ratio * config.total_steps))
+
+    def create_scheduler(num_training_steps: int, optimizer=None):
+        factor = lambda step: cosine_lr(step, config.total_steps, 1.0, warmup, config.min_lr_ratio)  # noqa: E731
+        trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or trainer.optimizer, factor)
+        return trainer.lr_scheduler
+
+    trainer.create_scheduler = create_scheduler
+
+
 def _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank):
     from datasets import Dataset
 
@@ -184,10 +198,8 @@ def _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, c
     # it is), read in order: the two sides train the same thing, so their eval losses differ only by rounding
     dataset = Dataset.from_list(trl_rows_in_step_order(examples, config))
     device = next(lora_model.parameters()).device
-    # TRL's warm-up starts from rate 0, the course's from peak / warm-up steps (`training.cosine_lr`): one warm-up
-    # step fewer puts TRL's steps at the course's rates (exactly so for one warm-up step, the default here)
+    # the rate of each step: the course's schedule (`use_course_schedule`)
     settings = {
-        "warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)) - 1,
         "train_sampling_strategy": "sequential",
         "assistant_only_loss": False,  # the labels come with the rows
         **options,
@@ -197,13 +209,16 @@ def _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, c
 
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
-        trl_trainer(copy.deepcopy(lora_model), tokenizer, dataset, config, 1, folder, settings)[0].train()
+        warm = trl_trainer(copy.deepcopy(lora_model), tokenizer, dataset, config, 1, folder, settings)[0]
+        use_course_schedule(warm, config)
+        warm.train()
         warmup = time.perf_counter() - began
 
     def measured() -> LoraRun:
         model = copy.deepcopy(lora_model)
         with tempfile.TemporaryDirectory() as folder:
             trainer, batches = trl_trainer(model, tokenizer, dataset, config, config.total_steps, folder, settings)
+            use_course_schedule(trainer, config)
             clock = trl_step_clock()
             trainer.add_callback(clock)
             with PeakMemory(device) as memory:

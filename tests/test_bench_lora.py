@@ -152,3 +152,26 @@ def test_each_configuration_states_its_full_setting():
         "torch_compile": False,
         "gradient_checkpointing": False,
     }
+
+
+@pytest.mark.parametrize("steps", [8, 40])
+def test_trl_takes_each_step_at_the_courses_rate(steps):
+    from types import SimpleNamespace
+
+    from sft_course.bench_lora import use_course_schedule
+    from sft_course.run import TrainConfig
+    from sft_course.training import cosine_lr, plan_steps
+
+    config = TrainConfig(lr=2e-4, total_steps=steps, batch_size=8)
+    plan = plan_steps(steps * 8, config)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    trainer = SimpleNamespace(optimizer=optimizer, lr_scheduler=None)
+    use_course_schedule(trainer, config)
+    scheduler = trainer.create_scheduler(num_training_steps=steps)
+    rates = []
+    for _ in range(steps):  # Trainer reads the rate, steps the optimizer, then the scheduler
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [cosine_lr(s, steps, config.lr, plan.warmup_steps, config.min_lr_ratio) for s in range(steps)]
+    assert rates == pytest.approx(expected, rel=1e-9) and trainer.lr_scheduler is scheduler
