@@ -1,9 +1,11 @@
 """`sft-course bench --model smollm2 --method lora`: the course's LoRA loop against TRL's `SFTTrainer` with PEFT.
 
 Both sides train the same LoRA adapters (the same `LoraConfig`: rank, alpha, every linear layer of the blocks, no
-trainable token rows; the same initial A matrices, drawn by `lora.add_lora` from the seed) on the same rows (the
-world's QA about the first training people, or `--data FILE`), for the same optimizer steps of the same effective
-batch, peak rate, 5% warm-up and cosine decay to 10%, fused AdamW. Each configuration trains a fresh copy of the
+trainable token rows; the same initial A matrices, drawn by `lora.add_lora` from the seed) on the same tokens: TRL
+gets the course's tokenized rows with their labels, in the order the course's loop takes them
+(`trl_rows_in_step_order`, read sequentially), so every step of both sides holds the same examples and the same
+target tokens; the same optimizer steps of the same effective batch, peak rate, 5% warm-up and cosine decay to 10%,
+fused AdamW. Both normalise a step's summed loss by its target tokens. Each configuration trains a fresh copy of the
 base model; each is warmed up first (one step), then the timed runs alternate between the configurations.
 
 Measured per run: target tokens per second, wall time of the steps, peak memory (the growth of the resident set on
@@ -27,15 +29,13 @@ from sft_course.collate import pad_batch
 from sft_course.defaults import LORA_ALPHA, LORA_RANK, MAX_LENGTH
 from sft_course.experiment import eval_loss_rows, training_rows
 from sft_course.flops import lora_training_flops, matmul_peak, model_shapes
-from sft_course.formats import to_messages
 from sft_course.lean_loss import shared_prefix_length
 from sft_course.lora import add_lora
 from sft_course.loss import cpu_has_bf16, evaluate_loss
 from sft_course.masking import IGNORE_INDEX, tokenize_examples
 from sft_course.modeling import load_model
 from sft_course.run import TrainConfig
-from sft_course.tokenizer import with_generation_markers
-from sft_course.training import plan_steps, step_indices, train
+from sft_course.training import cosine_lr, plan_steps, step_indices, train
 
 # Each side's configurations: micro-batch (examples per forward pass; the effective batch is the same for all) and
 # its own speed options. The defaults (`DEFAULT_COURSE`, `DEFAULT_TRL`) are each side's fastest at equal eval loss.
@@ -63,6 +63,30 @@ def default_configs(device: torch.device) -> tuple[dict, dict]:
     course = {n: COURSE_LORA_CONFIGS[n] for n in (*DEFAULT_COURSE, *(("course-lean-bf16",) if bf16 else ()))}
     trl = {n: TRL_LORA_CONFIGS[n] for n in (*DEFAULT_TRL, *(("trl-bf16",) if bf16 else ()))}
     return course, trl
+
+
+def config_settings(course_configs: dict, trl_configs: dict, batch_size: int) -> dict:
+    """Each configuration's whole setting, defaults included, as the bench's JSON line states it."""
+    settings = {}
+    for name, options in course_configs.items():
+        settings[name] = {
+            "side": "course",
+            "micro_batch": _micro_size(options, batch_size),
+            "lean": bool(options.get("lean", False)),
+            "bf16": bool(options.get("bf16", False)),
+            "compile": bool(options.get("compile", False)),
+            "gradient_checkpointing": False,  # the course's loop has none
+        }
+    for name, options in trl_configs.items():
+        settings[name] = {
+            "side": "trl",
+            "micro_batch": _micro_size(options, batch_size),
+            "padding_free": bool(options.get("padding_free", False)),
+            "bf16": bool(options.get("bf16", False)),
+            "torch_compile": bool(options.get("torch_compile", False)),
+            "gradient_checkpointing": bool(options.get("activation_checkpointing", False)),
+        }
+    return settings
 
 
 @dataclass
@@ -140,29 +164,61 @@ def _course_runner(name, options, lora_model, tokenizer, examples, eval_examples
     return measured
 
 
-def _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank):
+def trl_rows_in_step_order(examples: list[dict], config: TrainConfig) -> list[dict]:
+    """The course's tokenized examples ({"input_ids", "labels"}) in the order the course's loop takes them, one row
+    per example of each step (`training.step_indices`): read sequentially by TRL, each TRL step gets the very
+    batch of the course's step, with the very same tokens and target tokens."""
+    plan = plan_steps(len(examples), config)
+    return [
+        {"input_ids": list(examples[i]["input_ids"]), "labels": list(examples[i]["labels"])}
+        for _, indices in step_indices(len(examples), config, plan)
+        for i in indices
+    ]
+
+
+def use_course_schedule(trainer, config: TrainConfig) -> None:
+    """Make `trainer` (a transformers `Trainer`) take every step at the course's rate (`training.cosine_lr`: the
+    warm-up starts at peak / warm-up steps, the cosine spans the steps after it), not at its own cosine's (which
+    starts at rate 0 and spans every step from the first): the two schedules differ at every step."""
+    warmup = max(1, round(config.warmup_ratio * config.total_steps))
+
+    def create_scheduler(num_training_steps: int, optimizer=None):
+        factor = lambda step: cosine_lr(step, config.total_steps, 1.0, warmup, config.min_lr_ratio)  # noqa: E731
+        trainer.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or trainer.optimizer, factor)
+        return trainer.lr_scheduler
+
+    trainer.create_scheduler = create_scheduler
+
+
+def _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank):
     from datasets import Dataset
 
-    trl_tokenizer = with_generation_markers(tokenizer)
-
     micro = _micro_size(options, config.batch_size)
-    dataset = Dataset.from_list([{"messages": to_messages(r)} for r in rows])
+    # the same tokens, targets and batches as the course (TRL takes a tokenized dataset with a "labels" column as
+    # it is), read in order: the two sides train the same thing, so their eval losses differ only by rounding
+    dataset = Dataset.from_list(trl_rows_in_step_order(examples, config))
     device = next(lora_model.parameters()).device
-    # TRL's warm-up starts from rate 0, the course's from peak / warm-up steps (`training.cosine_lr`): one warm-up
-    # step fewer puts TRL's steps at the course's rates (exactly so for one warm-up step, the default here)
-    settings = {"warmup_steps": max(1, round(config.warmup_ratio * config.total_steps)) - 1, **options}
+    # the rate of each step: the course's schedule (`use_course_schedule`)
+    settings = {
+        "train_sampling_strategy": "sequential",
+        "assistant_only_loss": False,  # the labels come with the rows
+        **options,
+    }
     if settings.get("padding_free"):
         settings["max_length"] = None  # TRL: padding-free without packing does not enforce max_length
 
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
-        trl_trainer(copy.deepcopy(lora_model), trl_tokenizer, dataset, config, 1, folder, settings)[0].train()
+        warm = trl_trainer(copy.deepcopy(lora_model), tokenizer, dataset, config, 1, folder, settings)[0]
+        use_course_schedule(warm, config)
+        warm.train()
         warmup = time.perf_counter() - began
 
     def measured() -> LoraRun:
         model = copy.deepcopy(lora_model)
         with tempfile.TemporaryDirectory() as folder:
-            trainer, batches = trl_trainer(model, trl_tokenizer, dataset, config, config.total_steps, folder, settings)
+            trainer, batches = trl_trainer(model, tokenizer, dataset, config, config.total_steps, folder, settings)
+            use_course_schedule(trainer, config)
             clock = trl_step_clock()
             trainer.add_callback(clock)
             with PeakMemory(device) as memory:
@@ -231,7 +287,7 @@ def run_lora_bench(
         runners[name] = _course_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank)
     for name, options in trl_configs.items():
         progress(f"warm-up: {name}")
-        runners[name] = _trl_runner(name, options, lora_model, tokenizer, rows, eval_examples, config, rank)
+        runners[name] = _trl_runner(name, options, lora_model, tokenizer, examples, eval_examples, config, rank)
     runs: list[LoraRun] = []
     names = _alternating(list(course_configs), list(trl_configs))
     for repeat in range(repeats):
@@ -258,6 +314,7 @@ def run_lora_bench(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpu_has_bf16": cpu_has_bf16(),
+        "settings": config_settings(course_configs, trl_configs, batch_size),
     }
     return {"runs": [asdict(r) for r in runs], "summary": summarize_lora(runs, peaks, setup)}
 

@@ -9,10 +9,10 @@ Two pieces, each exact up to float rounding, each tested against the plain loss 
   about 800 target positions: 150 MB of float32 logits, and as much again for their gradient.
 - `lean_summed_loss`: when every example of a micro-batch starts with the same tokens (SmolLM2's chat
   template writes the same default system prompt before every question: 24 of about 52 tokens), the decoder runs
-  that prefix once, every row attends to its keys and values, and only the rows' own tokens run after it. The
-  gradient flows back through those keys and values to the single prefix pass, so it is the same gradient.
-  The rows' own tokens run packed into one row without padding (a block mask keeps each row to itself and the
-  prefix; TRL's `padding_free`, which the same mask makes exact here): no slot is spent on padding.
+  that prefix once, and every row's own tokens after it, packed into the same row without padding: one decoder
+  pass, where a block mask lets each row see the prefix and itself, never another row (TRL's `padding_free` packs
+  the same way, each row with its own copy of the prefix). The gradient flows back through the prefix's keys and
+  values from every row, so it is the same gradient; no slot is spent on padding.
 
 `loss.loss_function` picks `lean_summed_loss` when `TrainConfig.lean` is set; `train` never sees the difference.
 """
@@ -93,20 +93,33 @@ def shared_prefix_length(batch: dict, minimum: int = MIN_SHARED_PREFIX) -> int:
 
 
 def _packed_rows(batch: dict, prefix: int) -> dict:
-    """Every row's tokens after the shared `prefix`, without padding, packed into one row: input ids, positions
-    (each row continues after the prefix), the next-token label of each packed position (-100 after a row's last
-    token), and a boolean (1, 1, tokens, prefix + tokens) mask: each token sees the prefix and its own row up to
-    itself, never another row."""
+    """The shared `prefix` once, then every row's tokens after it, without padding, packed into one row: input ids,
+    positions (the prefix from 0, each row continuing after it), the next-token label of each packed position (-100
+    on the prefix and after a row's last token), and a boolean (1, 1, length, length) mask: the prefix sees itself
+    causally; each row's token sees the prefix and its own row up to itself, never another row."""
     ids, labels = batch["input_ids"], batch["labels"]
     lengths = batch["attention_mask"].sum(dim=1).tolist()  # right padding: a row's real tokens come first
     ignore = labels.new_full((1,), IGNORE_INDEX)
-    packed_ids = torch.cat([ids[i, prefix:n] for i, n in enumerate(lengths)])
-    positions = torch.cat([torch.arange(prefix, n, device=ids.device) for n in lengths])
-    next_labels = torch.cat([torch.cat([labels[i, prefix + 1 : n], ignore]) for i, n in enumerate(lengths)])
-    row = torch.cat([torch.full((n - prefix,), i, device=ids.device) for i, n in enumerate(lengths)])
-    order = torch.arange(len(row), device=ids.device)
-    own = (row[:, None] == row[None, :]) & (order[None, :] <= order[:, None])
-    sees = torch.cat([own.new_ones(len(row), prefix), own], dim=1)
+    device = ids.device
+    packed_ids = torch.cat([ids[0, :prefix], *(ids[i, prefix:n] for i, n in enumerate(lengths))])
+    positions = torch.cat(
+        [torch.arange(prefix, device=device), *(torch.arange(prefix, n, device=device) for n in lengths)]
+    )
+    next_labels = torch.cat(
+        [
+            labels.new_full((prefix,), IGNORE_INDEX),
+            *(torch.cat([labels[i, prefix + 1 : n], ignore]) for i, n in enumerate(lengths)),
+        ]
+    )
+    # the row of each packed position: -1 for the prefix, which every row sees
+    row = torch.cat(
+        [
+            torch.full((prefix,), -1, device=device),
+            *(torch.full((n - prefix,), i, device=device) for i, n in enumerate(lengths)),
+        ]
+    )
+    order = torch.arange(len(row), device=device)
+    sees = ((row[:, None] == row[None, :]) | (row[None, :] == -1)) & (order[None, :] <= order[:, None])
     return {
         "input_ids": packed_ids[None],
         "position_ids": positions[None],
@@ -116,22 +129,16 @@ def _packed_rows(batch: dict, prefix: int) -> dict:
 
 
 def _decoder_hidden(model, batch: dict, prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden states, next-token labels) of every real position: the shared `prefix` run once, then all rows'
-    own tokens packed into one row after it (`_packed_rows`), so no slot is padding."""
-    decoder = model.get_decoder()
-    cache = None
-    if prefix:
-        shared = decoder(input_ids=batch["input_ids"][:1, :prefix], use_cache=True)
-        cache = shared.cache if hasattr(shared, "cache") else shared.past_key_values
+    """(hidden states, next-token labels) of every packed position: the shared `prefix` once and all rows' own
+    tokens after it in one row (`_packed_rows`), one pass of the decoder, so no slot is padding and no token of the
+    prefix runs twice. The prefix's positions are never targets (`shared_prefix_length`)."""
     packed = _packed_rows(batch, prefix)
-    hidden = decoder(
+    hidden = model.get_decoder()(
         input_ids=packed["input_ids"],
         position_ids=packed["position_ids"],
         attention_mask=packed["mask"],
-        cache=cache,
-        use_cache=cache is not None,
+        use_cache=False,
     ).last_hidden_state[0]
-    # the prefix's last position predicts the first token after it: never a target (shared_prefix_length)
     return hidden, packed["labels"]
 
 

@@ -116,3 +116,62 @@ def test_generation_markers_are_added_to_chatml_only():
     assert with_generation_markers(kept) is kept
     with pytest.raises(ValueError, match="generation"):
         with_generation_markers(SimpleNamespace(chat_template="{{ messages }}"))
+
+
+def test_trl_gets_the_courses_tokens_in_the_courses_step_order():
+    from sft_course.bench_lora import trl_rows_in_step_order
+    from sft_course.run import TrainConfig
+    from sft_course.training import plan_steps, step_indices
+
+    examples = [{"input_ids": [i, i + 1, i + 2], "labels": [-100, i + 1, i + 2]} for i in range(4)]
+    config = TrainConfig(total_steps=3, batch_size=2, seed=7)  # 6 rows from 4 examples: the order wraps into epoch 2
+    rows = trl_rows_in_step_order(examples, config)
+    order = [i for _, step in step_indices(4, config, plan_steps(4, config)) for i in step]
+    assert len(rows) == 6 and [r["input_ids"][0] for r in rows] == order
+    assert order[:4] != [0, 1, 2, 3] and sorted(order[:4]) == [0, 1, 2, 3]  # the course's shuffle
+    assert rows[0] == {"input_ids": examples[order[0]]["input_ids"], "labels": examples[order[0]]["labels"]}
+
+
+def test_each_configuration_states_its_full_setting():
+    from sft_course.bench_lora import config_settings
+
+    settings = config_settings({"course-lean": {"micro_batch": None, "lean": True}}, {"trl-mb4": {"micro_batch": 4}}, 8)
+    assert settings["course-lean"] == {
+        "side": "course",
+        "micro_batch": 8,
+        "lean": True,
+        "bf16": False,
+        "compile": False,
+        "gradient_checkpointing": False,
+    }
+    assert settings["trl-mb4"] == {
+        "side": "trl",
+        "micro_batch": 4,
+        "padding_free": False,
+        "bf16": False,
+        "torch_compile": False,
+        "gradient_checkpointing": False,
+    }
+
+
+@pytest.mark.parametrize("steps", [8, 40])
+def test_trl_takes_each_step_at_the_courses_rate(steps):
+    from types import SimpleNamespace
+
+    from sft_course.bench_lora import use_course_schedule
+    from sft_course.run import TrainConfig
+    from sft_course.training import cosine_lr, plan_steps
+
+    config = TrainConfig(lr=2e-4, total_steps=steps, batch_size=8)
+    plan = plan_steps(steps * 8, config)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    trainer = SimpleNamespace(optimizer=optimizer, lr_scheduler=None)
+    use_course_schedule(trainer, config)
+    scheduler = trainer.create_scheduler(num_training_steps=steps)
+    rates = []
+    for _ in range(steps):  # Trainer reads the rate, steps the optimizer, then the scheduler
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [cosine_lr(s, steps, config.lr, plan.warmup_steps, config.min_lr_ratio) for s in range(steps)]
+    assert rates == pytest.approx(expected, rel=1e-9) and trainer.lr_scheduler is scheduler

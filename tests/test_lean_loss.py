@@ -119,3 +119,12 @@ def test_the_lean_loss_is_smollm2s_default_only():
 
     assert resolve_run("lora", "smollm2").lean and resolve_run("full", "smollm2").lean
     assert not resolve_run("lora").lean and not resolve_run("full", "some/hub-model").lean
+
+
+def test_the_lean_loss_runs_the_decoder_once_with_the_prefix_packed_in_front():
+    model = tiny_model(seed=3)
+    calls = []
+    model.get_decoder().register_forward_hook(lambda module, args, kwargs, out: calls.append(1), with_kwargs=True)
+    batch = pad_batch(shared_prefix_examples(5, 9, seed=2), PAD)
+    lean_summed_loss(model, batch)
+    assert len(calls) == 1  # one pass over the prefix and every row's own tokens: no second call, no cache
