@@ -128,7 +128,11 @@ def _scroll_to_cell(page, text: str):
         page.wait_for_timeout(150)
     assert cell.count() == 1, f"no cell with {text!r} after scrolling the notebook"
     cell.first.scroll_into_view_if_needed()
-    return cell.first
+    # Pinned by its place in the notebook, not by its text: CodeMirror drops the lines of a tall cell that scroll
+    # out of view (Shift+Enter moves on to the next cell), so a text locator stops matching the very cell it found.
+    index = cell.first.get_attribute("data-windowed-list-index")
+    assert index is not None, "JupyterLab's cells carry no data-windowed-list-index"
+    return page.locator(f'.jp-Notebook .jp-Cell[data-windowed-list-index="{index}"]')
 
 
 def _run(page, cell):
