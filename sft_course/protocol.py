@@ -2,7 +2,8 @@
 
 A difference between two methods is called one only when their seed ranges do not overlap; otherwise the
 verdict says "within the spread". Notebooks print `Spread` values and `verdict` strings, so the prose can
-quote what the code decided.
+quote what the code decided. Whether a run trained long enough is read from its curve: `end_change` is how much the
+metric moved between the curve's last two points, and `flattened` compares that move with a tolerance.
 """
 
 from __future__ import annotations
@@ -66,3 +67,24 @@ def verdict(
     else:
         return WITHIN_THE_SPREAD
     return f"{winner} beats {loser}"
+
+
+def end_change(curve: Sequence[tuple[float, float]]) -> float:
+    """How much a metric moved between the last two points of `curve`, a list of (step, value) in step order."""
+    if len(curve) < 2:
+        raise ValueError(f"end_change needs a curve of at least 2 points (step, value), got {len(curve)}")
+    steps = [float(s) for s, _ in curve]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"end_change needs a curve in increasing steps, got steps {steps}")
+    values = [float(v) for _, v in curve]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"end_change needs finite values, got {values}")
+    return values[-1] - values[-2]
+
+
+def flattened(curve: Sequence[tuple[float, float]], tolerance: float) -> bool:
+    """Whether the metric moved by at most `tolerance` (either way) between the last two points of `curve`; a move
+    equal to the tolerance up to float rounding (0.92 - 0.90 is 0.020000000000000018) counts as at most."""
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be 0 or more, got {tolerance}")
+    return abs(end_change(curve)) <= tolerance + 1e-12

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sft_course.protocol import WITHIN_THE_SPREAD, Spread, spread, verdict
+from sft_course.protocol import WITHIN_THE_SPREAD, Spread, end_change, flattened, spread, verdict
 
 
 def test_spread_is_mean_low_high_and_count():
@@ -41,3 +41,32 @@ def test_one_seed_gives_no_verdict():
         verdict([0.9, 0.91], [0.3], names=("LoRA", "full"))
     with pytest.raises(ValueError, match="two names"):
         verdict([0.9, 0.91], [0.3, 0.2], names=("a", "b", "c"))
+
+
+def test_end_change_is_the_move_between_the_last_two_points():
+    assert end_change([(100, 0.2), (200, 0.9), (300, 0.92)]) == pytest.approx(0.02)
+    assert end_change([(1, 0.5), (2, 0.4)]) == pytest.approx(-0.1)
+
+
+def test_flattened_compares_the_last_move_with_a_tolerance():
+    assert flattened([(100, 0.2), (200, 0.9), (300, 0.92)], tolerance=0.02)
+    assert not flattened([(100, 0.2), (200, 0.8), (300, 0.9)], tolerance=0.02)
+    assert flattened([(1, 3.0), (2, 3.01)], tolerance=0.02)  # a small move either way counts as flat
+
+
+@pytest.mark.parametrize(
+    "curve, message",
+    [
+        ([(1, 0.5)], "at least 2 points"),
+        ([(2, 0.5), (1, 0.6)], "increasing steps"),
+        ([(1, 0.5), (2, math.nan)], "finite"),
+    ],
+)
+def test_end_change_refuses_a_curve_it_cannot_read(curve, message):
+    with pytest.raises(ValueError, match=message):
+        end_change(curve)
+
+
+def test_flattened_refuses_a_negative_tolerance():
+    with pytest.raises(ValueError, match="tolerance"):
+        flattened([(1, 0.5), (2, 0.5)], tolerance=-0.1)
