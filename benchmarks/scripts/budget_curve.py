@@ -1,7 +1,7 @@
 """Held-out exact-match curves of candidate budgets on the bundled model (notebook 04's budget).
 
 Usage: python benchmarks/scripts/budget_curve.py METHOD:LR:BATCH:STEPS:SEED:PAUSE,PAUSE ...
-(METHOD full or lora; LoRA with the new-token rows, rank 8, alpha 16; held-out: 50 people, 5 questions each)"""
+(METHOD full, lora, or lora-rN for rank N (alpha 2N); LoRA with the new-token rows, rank 8, alpha 16; held-out: 50 people, 5 questions each)"""
 import sys, time
 from sft_course import load_model
 from sft_course.defaults import MAX_LENGTH
@@ -24,7 +24,8 @@ for spec in sys.argv[1:]:
     method, lr, batch, steps, seed, pauses = spec.split(":")
     lr, batch, steps, seed = float(lr), int(batch), int(steps), int(seed)
     pauses = [int(p) for p in pauses.split(",")] if pauses else []
-    opts = {"rank": 8, "alpha": 16, "train_chat_tokens": True, "train_tokens": new_ids} if method == "lora" else None
+    rank = int(method.split("-r")[1]) if method.startswith("lora-r") else 8
+    opts = {"rank": rank, "alpha": 2 * rank, "train_chat_tokens": True, "train_tokens": new_ids} if method.startswith("lora") else None
     evals.clear(); t = time.perf_counter()
     model, result, curve = finetune_curve(base, tok, examples, steps, lr, acc, at_steps=pauses, batch_size=batch,
                                           seed=seed, lora_options=opts)
