@@ -433,10 +433,15 @@ def _bench(args) -> int:
     return _print_bench(report["summary"], format_table, args)
 
 
-def _print_bench(summary: dict, format_summary, args) -> int:
-    """A bench's table, then its summary and options as one JSON line (what a script reads)."""
+# the bench options that `bench --method lora` does not read (it trains --steps steps and scores its own eval rows)
+LORA_BENCH_IGNORES = ("epochs", "people", "eval_people", "warmup_steps")
+
+
+def _print_bench(summary: dict, format_summary, args, ignored: tuple[str, ...] = ()) -> int:
+    """A bench's table, then its summary and the options it used as one JSON line (what a script reads)."""
     print(format_summary(summary))
-    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "parser", "combinations")}
+    left_out = ("func", "command", "parser", "combinations", *ignored)
+    options = {k: v for k, v in vars(args).items() if k not in left_out}
     print(json.dumps({**summary, "options": options}))
     return 0
 
@@ -459,7 +464,7 @@ def _bench_lora(args) -> int:
         trl_configs=None if args.trl is None else _pick(args.trl, TRL_LORA_CONFIGS, "--trl"),
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    return _print_bench(report["summary"], format_lora_table, args)
+    return _print_bench(report["summary"], format_lora_table, args, LORA_BENCH_IGNORES)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@ whole optimizer step, and the faster paths that compute the same number.
 
 - the loss: `per_token_loss`, `sft_loss`, `count_target_tokens`, `summed_token_loss`, `evaluate_loss`;
 - the speed paths: the output layer on target positions only (`uses_logits_on_targets`, refused where a model's
-  forward rescales its logits) and `torch.compile` with an on-disk cache (`loss_function`, `compile_cache_dir`);
+  forward rescales its logits), `torch.compile` with an on-disk cache (`loss_function`, `compile_cache_dir`), and
+  with the lean loss LoRA's adapter products in CPU-fast layouts (`adapter_context`);
 - gradient accumulation: `accumulate_gradients` divides each micro-batch's summed loss by the target tokens of the
   *whole* step, so a batch of 32 gives the same gradient as 4 accumulated micro-batches of 8. Averaging each
   micro-batch's mean loss instead (what `transformers` did before its 2024 fix) over-weights the tokens of short
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from sft_course.collate import pad_batch
 from sft_course.lean_loss import lean_summed_loss
+from sft_course.lora_products import lora_products
 from sft_course.masking import IGNORE_INDEX
 from sft_course.run import TrainConfig
 
@@ -134,12 +136,22 @@ def loss_function(model, config: TrainConfig, distributed: bool = False):
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         summed = torch.compile(summed, dynamic=True)
     context = precision_context(next(model.parameters()).device, config)
+    adapters = adapter_context(model, config)
 
     def run(batch):
-        with context():
+        with context(), adapters():
             return summed(batch["input_ids"], batch["attention_mask"], batch["labels"])
 
     return run
+
+
+def adapter_context(model, config: TrainConfig):
+    """The context the forward pass runs in for LoRA's adapters (called anew for each micro-batch): with the lean
+    loss, uncompiled, PEFT's LoRA layers compute their adapter products in the layouts a CPU's matmul is fast at
+    (`lora_products`, the same layer up to float rounding); otherwise PEFT's own forward."""
+    if config.lean and not config.compile:
+        return lambda: lora_products(model)
+    return contextlib.nullcontext
 
 
 def cpu_has_bf16() -> bool:

@@ -40,7 +40,8 @@ class TrainConfig:
     logits_on_targets: bool | None = None
     bf16: bool | None = None  # bf16 autocast of the forward pass (fp32 weights and state); None: on CUDA only
     # the lean loss (`lean_loss`): a micro-batch's shared prefix run once, the output layer's cross-entropy in chunks
-    # of target positions; the same loss and gradient up to rounding (the default for SmolLM2, `resolve_run`)
+    # of target positions, LoRA's adapter products in CPU-fast layouts (`lora_products`); the same loss and gradient
+    # up to rounding (the default for SmolLM2, `resolve_run`)
     lean: bool = False
     # {substring of a parameter name: factor}: those parameters train at factor x the scheduled rate (first match)
     lr_multipliers: dict = field(default_factory=dict)

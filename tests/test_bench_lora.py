@@ -175,3 +175,17 @@ def test_trl_takes_each_step_at_the_courses_rate(steps):
         scheduler.step()
     expected = [cosine_lr(s, steps, config.lr, plan.warmup_steps, config.min_lr_ratio) for s in range(steps)]
     assert rates == pytest.approx(expected, rel=1e-9) and trainer.lr_scheduler is scheduler
+
+
+def test_the_lora_bench_json_line_leaves_out_the_options_it_does_not_read(monkeypatch, capsys):
+    import json
+
+    from sft_course import bench_lora, cli
+
+    runs = [run("course-lean", "course", 1.0, 1, 1.0), run("trl", "trl", 2.0, 1, 1.0)]
+    summary = summarize_lora(runs, {"fp32": 1e10, "bf16": 2e10}, {})
+    monkeypatch.setattr(bench_lora, "run_lora_bench", lambda **kwargs: {"runs": [], "summary": summary})
+    assert cli.main(["bench", "--method", "lora", "--steps", "2", "--course", "course-lean", "--trl", "trl"]) == 0
+    options = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["options"]
+    assert options["steps"] == 2 and options["method"] == "lora" and options["batch_size"] == 8
+    assert not set(cli.LORA_BENCH_IGNORES) & set(options)
