@@ -202,10 +202,10 @@ class FileRun:
     after: list[dict] = field(default_factory=list)
 
 
-def _loss_sample(examples: list[dict], seed: int) -> list[dict]:
-    if len(examples) <= LOSS_ROWS:
+def _loss_sample(examples: list[dict], seed: int, rows: int = LOSS_ROWS) -> list[dict]:
+    if len(examples) <= rows:
         return examples
-    return random.Random(seed).sample(examples, LOSS_ROWS)
+    return random.Random(seed).sample(examples, rows)
 
 
 def run_file_sft(
@@ -224,11 +224,13 @@ def run_file_sft(
     accelerator=None,
     resume: bool = False,
     n_samples: int = N_SAMPLES,
+    loss_rows: int = LOSS_ROWS,
 ) -> FileRun:
     """Fine-tune `model` on `train_data` (LoRA when `method == "lora"`); measure before and after on `eval_data`.
 
     The same path as `sft-course sft --data`; `config` carries the rate, epochs, batch, micro-batches and the
-    checkpoint folder (`resume=True` continues from it, `training.train`).
+    checkpoint folder (`resume=True` continues from it, `training.train`). The training loss before and after is
+    measured on a seeded sample of at most `loss_rows` training rows (a notebook on a slow CPU takes fewer).
     """
     config = config or TrainConfig()
     train_examples, train_report = tokenized(tokenizer, train_data, max_length)
@@ -238,7 +240,7 @@ def run_file_sft(
             f"({train_report['dropped_too_long']} dropped as too long)"
         )
     eval_examples, eval_report = tokenized(tokenizer, eval_data, max_length)
-    loss_examples = _loss_sample(train_examples, config.seed)
+    loss_examples = _loss_sample(train_examples, config.seed, loss_rows)
     before = {
         "train_loss": file_loss(model, tokenizer, loss_examples),
         "eval_loss": file_loss(model, tokenizer, eval_examples),

@@ -61,6 +61,29 @@ def test_held_out_split_is_seeded_and_at_least_one_row(tmp_path):
     assert len(train) == 4 and len(held) == 0 and note.startswith("none: 4 rows are too few")
 
 
+def test_the_training_loss_sample_is_seeded_and_capped():
+    examples = [{"input_ids": [i], "labels": [i]} for i in range(300)]
+    assert own_data._loss_sample(examples[:10], seed=0) == examples[:10]  # few rows: all of them
+    assert len(own_data._loss_sample(examples, seed=0)) == own_data.LOSS_ROWS
+    sample = own_data._loss_sample(examples, seed=0, rows=20)
+    assert len(sample) == 20 and sample == own_data._loss_sample(examples, seed=0, rows=20)
+    assert sample != own_data._loss_sample(examples, seed=1, rows=20)
+
+
+def test_run_file_sft_measures_the_training_loss_on_loss_rows(tmp_path, monkeypatch):
+    model, tok = load_model(None)
+    data = read_data_file(write(tmp_path / "d.jsonl", [as_format("seed", q, a) for q, a, _ in world_pairs(4)]))
+    sizes = []
+    real_file_loss = own_data.file_loss
+    monkeypatch.setattr(own_data, "file_loss", lambda m, t, ex, **kw: sizes.append(len(ex)) or real_file_loss(m, t, ex))
+    monkeypatch.setattr(own_data, "answer_report", lambda *a, **kw: ({}, []))
+    monkeypatch.setattr(own_data, "train", lambda *a, **kw: own_data.TrainResult())
+    own_data.run_file_sft(
+        model, tok, data, data, config=own_data.TrainConfig(total_steps=1), loss_rows=7, progress=False
+    )
+    assert sizes == [7, len(data), 7, len(data)]  # training rows before, held-out rows before, then after
+
+
 def test_reference_and_lenient_normalisation():
     messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "Yuri was born in Tampa."}]
     assert reference({"answer": "Tampa"}, messages) == "Tampa"
