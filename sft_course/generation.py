@@ -60,6 +60,15 @@ def generate(
     if share_prefix and do_sample:
         raise ValueError("share_prefix=True is for greedy generation; use do_sample=False or share_prefix=False")
     stops, end_of_turn = stop_token_ids(tokenizer, model), end_of_turn_id(tokenizer)
+    settings = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "temperature": temperature if do_sample else None,
+        "top_p": None,
+        "top_k": None,
+        "eos_token_id": stops,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     if do_sample:
@@ -68,15 +77,6 @@ def generate(
     try:
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            settings = {
-                "max_new_tokens": max_new_tokens,
-                "do_sample": do_sample,
-                "temperature": temperature if do_sample else None,
-                "top_p": None,
-                "top_k": None,
-                "eos_token_id": stops,
-                "pad_token_id": tokenizer.pad_token_id,
-            }
             if share_prefix:
                 input_width, out = _generate_shared_prefix(model, tokenizer, chunk, settings)
             else:
