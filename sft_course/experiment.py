@@ -205,7 +205,9 @@ def _short_run_model(base, tokenizer, seed: int, lora_options: dict | None):
     return model
 
 
-def _short_run_config(lr: float, steps: int, batch_size: int, seed: int, lr_multipliers: dict | None) -> TrainConfig:
+def _short_run_config(
+    lr: float, steps: int, batch_size: int, seed: int, lr_multipliers: dict | None, lora_products: bool = False
+) -> TrainConfig:
     """The notebooks' short runs: exactly `steps` optimizer steps, no evaluation during training."""
     return TrainConfig(
         lr=lr,
@@ -214,6 +216,7 @@ def _short_run_config(lr: float, steps: int, batch_size: int, seed: int, lr_mult
         seed=seed,
         eval_every=0,
         lr_multipliers=dict(lr_multipliers or {}),
+        lora_products=lora_products,
     )
 
 
@@ -228,6 +231,7 @@ def finetune(
     lora_options: dict | None = None,
     progress: bool = False,
     lr_multipliers: dict | None = None,
+    lora_products: bool = False,
 ) -> tuple[object, TrainResult]:
     """A short run of exactly `steps` optimizer steps on a copy of `base` (left untouched); `(model, result)`.
 
@@ -235,9 +239,10 @@ def finetune(
     adapters first, initialised from `seed` unless the options say otherwise. No evaluation during
     training: the notebooks measure what they need afterwards. `lr_multipliers` gives some parameters their
     own rate (`TrainConfig.lr_multipliers`), e.g. `{"trainable_tokens": 0.2}` for PEFT's trainable rows.
+    `lora_products=True` computes LoRA's adapter products in CPU-fast layouts (`TrainConfig.lora_products`).
     """
     model = _short_run_model(base, tokenizer, seed, lora_options)
-    config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers)
+    config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers, lora_products)
     return model, train(model, examples, tokenizer.pad_token_id, config, progress=progress)
 
 
@@ -253,6 +258,7 @@ def finetune_curve(
     seed: int = 0,
     lora_options: dict | None = None,
     lr_multipliers: dict | None = None,
+    lora_products: bool = False,
 ) -> tuple[object, TrainResult, list[tuple[int, object]]]:
     """`finetune`'s run, paused after each of `at_steps` optimizer steps to record `measure(model)`.
 
@@ -267,7 +273,7 @@ def finetune_curve(
     curve, result = [], None
     with tempfile.TemporaryDirectory(prefix="sft-curve-") as folder:
         for i, stop in enumerate(points):
-            config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers)
+            config = _short_run_config(lr, steps, batch_size, seed, lr_multipliers, lora_products)
             config = replace(config, checkpoint_dir=folder, save_every=steps, max_steps=stop)
             result = train(model, examples, tokenizer.pad_token_id, config, resume=i > 0, progress=False)
             curve.append((stop, measure(model)))

@@ -147,9 +147,9 @@ def loss_function(model, config: TrainConfig, distributed: bool = False):
 
 def adapter_context(model, config: TrainConfig):
     """The context the forward pass runs in for LoRA's adapters (called anew for each micro-batch): with the lean
-    loss, uncompiled, PEFT's LoRA layers compute their adapter products in the layouts a CPU's matmul is fast at
-    (`lora_products`, the same layer up to float rounding); otherwise PEFT's own forward."""
-    if config.lean and not config.compile:
+    loss or `config.lora_products`, uncompiled, PEFT's LoRA layers compute their adapter products in the layouts a
+    CPU's matmul is fast at (`lora_products`, the same layer up to float rounding); otherwise PEFT's own forward."""
+    if (config.lean or config.lora_products) and not config.compile:
         return lambda: lora_products(model)
     return contextlib.nullcontext
 

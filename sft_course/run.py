@@ -43,6 +43,9 @@ class TrainConfig:
     # of target positions, LoRA's adapter products in CPU-fast layouts (`lora_products`); the same loss and gradient
     # up to rounding (the default for SmolLM2, `resolve_run`)
     lean: bool = False
+    # LoRA's adapter products in CPU-fast layouts (`lora_products`) without the rest of the lean loss: the same layer
+    # up to float rounding; faster on the bundled model, whose prompts share no prefix worth running once (notebook 04)
+    lora_products: bool = False
     # {substring of a parameter name: factor}: those parameters train at factor x the scheduled rate (first match)
     lr_multipliers: dict = field(default_factory=dict)
 

@@ -92,3 +92,34 @@ def test_finetune_curve_refuses_steps_outside_the_run(tokenizer):
         finetune_curve(
             tiny_model(tokenizer), tokenizer, examples(tokenizer), steps=4, lr=1e-2, measure=len, at_steps=[0, 2]
         )
+
+
+def test_finetune_and_its_curve_pass_lora_products_to_the_run(tokenizer, monkeypatch):
+    from sft_course import lora_products as products
+
+    base = tiny_model(tokenizer)
+    options = {"rank": 4, "alpha": 8}
+    plain, plain_result = finetune(base, tokenizer, examples(tokenizer), lora_options=options, **SHORT_LORA_RUN)
+    calls = []
+    apply = products.LoraLinear.apply
+    monkeypatch.setattr(products.LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    _, result = finetune(
+        base, tokenizer, examples(tokenizer), lora_options=options, lora_products=True, **SHORT_LORA_RUN
+    )
+    assert calls  # the adapter products ran in the CPU-fast layouts
+    assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in plain_result.history], abs=1e-5)
+    calls.clear()
+    finetune_curve(
+        base,
+        tokenizer,
+        examples(tokenizer),
+        measure=lambda m: 0,
+        at_steps=[1],
+        lora_options=options,
+        lora_products=True,
+        **SHORT_LORA_RUN,
+    )
+    assert calls
+    calls.clear()
+    finetune(base, tokenizer, examples(tokenizer), lora_options=options, **SHORT_LORA_RUN)
+    assert not calls  # off unless asked: PEFT's own forward

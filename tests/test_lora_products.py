@@ -127,3 +127,33 @@ def test_adapter_context_only_for_the_uncompiled_lean_loss():
     assert adapter_context(model, TrainConfig()) is adapter_context(model, TrainConfig(lean=True, compile=True))
     with adapter_context(model, TrainConfig(lean=True))():
         assert any("forward" in vars(m) for m in model.modules())
+
+
+def test_adapter_context_runs_lora_products_when_asked_without_the_lean_loss():
+    model = lora_net()
+    assert adapter_context(model, TrainConfig()) is adapter_context(
+        model, TrainConfig(lora_products=True, compile=True)
+    )
+    with adapter_context(model, TrainConfig(lora_products=True))():
+        assert any("forward" in vars(m) for m in model.modules())
+
+
+def test_lora_products_without_the_lean_loss_gives_the_plain_gradient(monkeypatch):
+    torch.manual_seed(0)
+    with quiet_checkpointing_deprecation():
+        model = get_peft_model(tiny_model(seed=3), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.1)
+    model.train()
+    batch = pad_batch(shared_prefix_examples(5, 9, seed=2), PAD)
+    loss_function(model, TrainConfig())(batch).backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    calls = []
+    apply = products.LoraLinear.apply
+    monkeypatch.setattr(products.LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    loss_function(model, TrainConfig(lora_products=True))(batch).backward()
+    assert len(calls) == 2 * 7  # every adapted linear layer of the two blocks
+    for name, grad in expected.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)
