@@ -101,25 +101,34 @@ def test_autocast_keeps_pefts_forward(monkeypatch):
         assert model(torch.randn(3, 6)).dtype == torch.bfloat16
 
 
-def test_the_lean_loss_function_runs_lora_products_and_gives_the_plain_gradient(monkeypatch):
+def lora_tiny_model_and_batch():
+    """A LoRA-wrapped tiny model (B filled in, so every gradient flows) in training mode, and a padded batch."""
     torch.manual_seed(0)
     with quiet_checkpointing_deprecation():
         model = get_peft_model(tiny_model(seed=3), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     for name, param in model.named_parameters():
         if "lora_B" in name:
             param.data.normal_(0, 0.1)
-    model.train()
-    batch = pad_batch(shared_prefix_examples(5, 9, seed=2), PAD)
-    summed_token_loss(model, batch, logits_on_targets=True).backward()
+    return model.train(), pad_batch(shared_prefix_examples(5, 9, seed=2), PAD)
+
+
+def assert_products_give_the_plain_gradient(config, monkeypatch):
+    """`loss_function(model, config)` runs `LoraLinear` in every adapted layer and gives the plain loss's gradient."""
+    model, batch = lora_tiny_model_and_batch()
+    summed_token_loss(model, batch, logits_on_targets=True).backward()  # PEFT's own forward
     expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     calls = []
     apply = products.LoraLinear.apply
     monkeypatch.setattr(products.LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
-    loss_function(model, TrainConfig(lean=True))(batch).backward()
+    loss_function(model, config)(batch).backward()
     assert len(calls) == 2 * 7  # every adapted linear layer of the two blocks
     for name, grad in expected.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_lean_loss_function_runs_lora_products_and_gives_the_plain_gradient(monkeypatch):
+    assert_products_give_the_plain_gradient(TrainConfig(lean=True), monkeypatch)
 
 
 def test_adapter_context_only_for_the_uncompiled_lean_loss():
@@ -139,21 +148,4 @@ def test_adapter_context_runs_lora_products_when_asked_without_the_lean_loss():
 
 
 def test_lora_products_without_the_lean_loss_gives_the_plain_gradient(monkeypatch):
-    torch.manual_seed(0)
-    with quiet_checkpointing_deprecation():
-        model = get_peft_model(tiny_model(seed=3), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            param.data.normal_(0, 0.1)
-    model.train()
-    batch = pad_batch(shared_prefix_examples(5, 9, seed=2), PAD)
-    loss_function(model, TrainConfig())(batch).backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    calls = []
-    apply = products.LoraLinear.apply
-    monkeypatch.setattr(products.LoraLinear, "apply", lambda *a: calls.append(1) or apply(*a))
-    loss_function(model, TrainConfig(lora_products=True))(batch).backward()
-    assert len(calls) == 2 * 7  # every adapted linear layer of the two blocks
-    for name, grad in expected.items():
-        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_products_give_the_plain_gradient(TrainConfig(lora_products=True), monkeypatch)
