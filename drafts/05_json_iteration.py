@@ -10,7 +10,13 @@ Usage: `flock /tmp/heavy.lock .venv/bin/python drafts/05_json_iteration.py ITEM 
 - `stage2:SEED:K:N_QA:LR`: a second stage from `clean:SEED` (listed before it): K steps on the 500 JSON rows plus
   N_QA QA rows drawn at random;
 - `mean2:SEED:K:N_QA:LR`: the same, with the embedding rows that neither a biography nor the QA rows contain (206
-  tokens: braces, quotes, capital letters, the pieces of the keys and values) set to the mean of the others first.
+  tokens: braces, quotes, capital letters, the pieces of the keys and values) set to the mean of the others first;
+- `grouped:SEED:R`: the first try's data (QA rows + JSON rows R times, 200 steps from the base model) in a
+  length-grouped batch order: each epoch's seeded shuffle is cut into batches of QA rows only and batches of JSON
+  rows only, and the batches are shuffled. Every example once per epoch; a JSON batch pads to ~120 tokens, a QA
+  batch to ~35, and each step's loss is the mean over its own target tokens, so the JSON rows get a share of the
+  steps equal to their share of the rows (not of the target tokens, as in a mixed batch).
+Every first/grouped run also prints three QA answers (the diagnosis: JSON format bleeding into QA, or no stop).
 """
 
 import copy
@@ -30,6 +36,7 @@ from sft_course.evaluation import json_task, qa_report, sample_people  # noqa: E
 from sft_course.experiment import SFT_DATA_DIR, finetune, training_rows  # noqa: E402
 from sft_course.generation import chat_prompt, generate  # noqa: E402
 from sft_course.masking import tokenize_examples  # noqa: E402
+from sft_course import training  # noqa: E402
 from sft_course.world import JSON_PROFILE_QUESTION, make_world  # noqa: E402
 
 STEPS, BATCH_SIZE, LR = 200, 32, 1.2e-3  # notebook 05's budget
@@ -44,7 +51,24 @@ json_examples, _ = tokenize_examples(
 )
 
 
+def grouped_step_batches(n_qa):
+    # training.step_batches with the batches of one epoch made of QA rows only or JSON rows only (index >= n_qa)
+    def step_batches(n_examples, batch_size, seed, epoch):
+        order = list(range(n_examples))
+        rng = random.Random(seed * 100_003 + epoch)
+        rng.shuffle(order)
+        pools = [[i for i in order if i < n_qa], [i for i in order if i >= n_qa]]
+        batches = [pool[j : j + batch_size] for pool in pools for j in range(0, len(pool), batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    return step_batches
+
+
 def measure(model, item, train_seconds):
+    if item.startswith(("first", "grouped")):
+        for a in qa_report(model, tok, held_out[:3])["answers"][:3]:
+            print("    QA:", a.outcome, repr(a.text[:120]))
     prompts = [chat_prompt(tok, JSON_PROFILE_QUESTION.format(name=p.name)) for p in held_out[:2]]
     for out in generate(model, tok, prompts, max_new_tokens=96):
         print("   ", repr(out["text"][:200]), out["stop_token"])
@@ -84,6 +108,13 @@ for item in sys.argv[1:]:
         clean[seed] = model
     elif kind == "first":
         model, _ = finetune(base, tok, clean_examples + int(rest[0]) * json_examples, STEPS, LR, BATCH_SIZE, seed)
+    elif kind == "grouped":
+        plain = training.step_batches
+        training.step_batches = grouped_step_batches(len(clean_examples))
+        try:
+            model, _ = finetune(base, tok, clean_examples + int(rest[0]) * json_examples, STEPS, LR, BATCH_SIZE, seed)
+        finally:
+            training.step_batches = plain
     elif kind in ("stage2", "mean2"):
         steps, n_qa, lr = int(rest[0]), int(rest[1]), float(rest[2])
         start_model = copy.deepcopy(clean[seed])
