@@ -9,6 +9,7 @@ is a plain `LlamaForCausalLM` of 134.5M parameters with SmolLM2's own tokenizer 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib.util
 from pathlib import Path
@@ -74,12 +75,21 @@ def reading_once():
         gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
+_TOKENIZERS: dict = {}  # the tokenizer as converted from the GGUF file, once per process; callers get copies
+
+
 def load_tokenizer():
-    """SmolLM2's tokenizer as it ships (pad = eos = `<|im_end|>`: the trap `modeling` fixes)."""
+    """SmolLM2's tokenizer as it ships (pad = eos = `<|im_end|>`: the trap `modeling` fixes).
+
+    Converting it from the GGUF file takes seconds, so it is converted once per process and every call returns
+    a copy of its own (`load_model` adds a pad token to the one it gets; another caller's copy is untouched)."""
     from transformers import AutoTokenizer
 
-    with reading_once():
-        return AutoTokenizer.from_pretrained(str(gguf_folder()), gguf_file=GGUF_FILE)
+    folder = str(gguf_folder())
+    if folder not in _TOKENIZERS:
+        with reading_once():
+            _TOKENIZERS[folder] = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    return copy.deepcopy(_TOKENIZERS[folder])
 
 
 def load_model(dtype: torch.dtype = torch.float32):

@@ -31,3 +31,20 @@ def test_reading_once_builds_each_name_map_once():
     assert first is again
     assert first.mapping == original(arch, 2).mapping
     assert gguf.get_tensor_name_map is original
+
+
+def test_load_tokenizer_converts_once_and_returns_copies(monkeypatch, tmp_path):
+    import transformers
+
+    class Tok:
+        def __init__(self):
+            self.added = []
+
+    calls = []
+    monkeypatch.setattr(smollm2, "gguf_folder", lambda: tmp_path)
+    monkeypatch.setattr(smollm2, "_TOKENIZERS", {})
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: calls.append((a, k)) or Tok())
+    first, second = smollm2.load_tokenizer(), smollm2.load_tokenizer()
+    first.added.append("<|pad|>")
+    assert len(calls) == 1 and calls[0] == ((str(tmp_path),), {"gguf_file": smollm2.GGUF_FILE})
+    assert first is not second and second.added == []
