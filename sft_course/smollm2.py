@@ -8,6 +8,9 @@ is a plain `LlamaForCausalLM` of 134.5M parameters with SmolLM2's own tokenizer 
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -44,11 +47,49 @@ def gguf_folder() -> Path:
     return folder
 
 
+_READERS: dict = {}  # one parsed GGUF file per path for the process (the file is read-only, memory-mapped)
+
+
+@contextlib.contextmanager
+def reading_once():
+    """Inside it, `gguf.GGUFReader` parses each file once per process, and `gguf.get_tensor_name_map` builds each
+    (architecture, layers) map once: transformers parses the file again for the config, the tokenizer and the
+    weights, and builds the same name map again for every tensor (about half the loading time, the same tensors).
+    The originals are restored on exit."""
+    import gguf
+
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+
+    def reader(path, *args, **kwargs):
+        if args or kwargs:  # another mode than read-only: not shared
+            return original_reader(path, *args, **kwargs)
+        key = str(Path(path).resolve())
+        if key not in _READERS:
+            _READERS[key] = original_reader(path)
+        return _READERS[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(original_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
+
+
+_TOKENIZERS: dict = {}  # the tokenizer as converted from the GGUF file, once per process; callers get copies
+
+
 def load_tokenizer():
-    """SmolLM2's tokenizer as it ships (pad = eos = `<|im_end|>`: the trap `modeling` fixes)."""
+    """SmolLM2's tokenizer as it ships (pad = eos = `<|im_end|>`: the trap `modeling` fixes).
+
+    Converting it from the GGUF file takes seconds, so it is converted once per process and every call returns
+    a copy of its own (`load_model` adds a pad token to the one it gets; another caller's copy is untouched)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(gguf_folder()), gguf_file=GGUF_FILE)
+    folder = str(gguf_folder())
+    if folder not in _TOKENIZERS:
+        with reading_once():
+            _TOKENIZERS[folder] = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    return copy.deepcopy(_TOKENIZERS[folder])
 
 
 def load_model(dtype: torch.dtype = torch.float32):
@@ -60,7 +101,8 @@ def load_model(dtype: torch.dtype = torch.float32):
     """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_folder()), gguf_file=GGUF_FILE, dtype=dtype)
+    with reading_once():
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_folder()), gguf_file=GGUF_FILE, dtype=dtype)
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
