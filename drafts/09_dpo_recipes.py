@@ -7,28 +7,16 @@
 #   stage; DPO gets steps - sft_steps), ref=start|sft (m=staged: DPO's reference is the stage's start or the SFT model),
 #   known=200 (known people in the pairs: held-out ones first, then training people), unknown=200
 #   (unknown names in the pairs), names=recombined|novel.
-import copy, json, random, sys, time, os
+import copy, json, random, sys, time
 import torch
-from sft_course import load_model
+from _sft_model import base_and_sft_model
 from sft_course.dpo import (collate_pairs, dpo_loss, preference_pairs, response_logps, tokenize_pairs,
-                            training_values, unknown_names, abstention_report, answer_sentence, ask, classify_unknown)
-from sft_course.experiment import training_rows
+                            training_values, unknown_names, abstention_report, ask, classify_unknown)
 from sft_course.generation import chat_prompt, generate
-from sft_course.masking import tokenize_examples
 from sft_course.training import TrainConfig, train
 from sft_course.world import HELD_OUT_SPLIT, make_world
 
-torch.manual_seed(0)
-base, tok = load_model(None)
-SFT = "/tmp/09_dpo_recipes_sft.pt"  # the SFT model, trained once and reused
-sft = copy.deepcopy(base)
-if os.path.exists(SFT):
-    sft.load_state_dict(torch.load(SFT))
-else:
-    ex, _ = tokenize_examples(tok, training_rows("sentence"), max_length=128)
-    train(sft, ex, tok.pad_token_id, TrainConfig(lr=6e-4, epochs=2.0, seed=0, eval_every=0), progress=False)
-    torch.save(sft.state_dict(), SFT)
-sft.eval()
+base, tok, sft = base_and_sft_model()  # drafts/_sft_model.py: trained once, cached
 world = make_world()
 values = training_values(world)
 held = world.split(HELD_OUT_SPLIT)

@@ -1,27 +1,13 @@
 # Notebook 09 follow-up (issue 23): does the SFT model know what it knows? One number per name: the probability
 # of its greedy city at the city position ("NAME was born in" -> city), for held-out known people vs unknown names.
 # Usage: flock /tmp/heavy.lock .venv/bin/python drafts/09_knows.py
-import copy, os, random, sys, time
 import torch
-from sft_course import load_model
-from sft_course.dpo import ask, unknown_names, abstention_report
-from sft_course.experiment import training_rows
+from _sft_model import base_and_sft_model
+from sft_course.dpo import ask, unknown_names
 from sft_course.generation import chat_prompt
-from sft_course.masking import tokenize_examples
-from sft_course.training import TrainConfig, train
 from sft_course.world import HELD_OUT_SPLIT, make_world
 
-torch.manual_seed(0)
-base, tok = load_model(None)
-SFT = "/tmp/09_dpo_recipes_sft.pt"
-sft = copy.deepcopy(base)
-if os.path.exists(SFT):
-    sft.load_state_dict(torch.load(SFT))
-else:
-    ex, _ = tokenize_examples(tok, training_rows("sentence"), max_length=128)
-    train(sft, ex, tok.pad_token_id, TrainConfig(lr=6e-4, epochs=2.0, seed=0, eval_every=0), progress=False)
-    torch.save(sft.state_dict(), SFT)
-sft.eval()
+base, tok, sft = base_and_sft_model()  # drafts/_sft_model.py: trained once, cached
 world = make_world()
 held = world.split(HELD_OUT_SPLIT)
 names = unknown_names(world, 300, seed=0)

@@ -6,28 +6,16 @@
 #   beta=0.1, seed=0, labels=truth|conf (conf: the SFT model's top city probability labels the pairs, R-Tuning style:
 #   a known person it is unsure about gets the abstention as chosen; an unknown name it is sure about is dropped),
 #   thr=0.9 (the confidence threshold).
-import copy, json, os, random, sys, time
+import copy, json, random, sys, time
 import torch
-from sft_course import load_model
-from sft_course.dpo import (abstention_for, abstention_report, answer_sentence, ask, collate_pairs, dpo_loss,
+from _sft_model import base_and_sft_model
+from sft_course.dpo import (abstention_report, ask, collate_pairs, dpo_loss,
                             preference_pairs, response_logps, tokenize_pairs, training_values, unknown_names)
-from sft_course.experiment import training_rows
 from sft_course.generation import chat_prompt
-from sft_course.masking import tokenize_examples
 from sft_course.training import TrainConfig, train
 from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
 
-torch.manual_seed(0)
-base, tok = load_model(None)
-SFT = "/tmp/09_dpo_recipes_sft.pt"  # the SFT model of 09 (seed 0, 2 epochs at 6e-4), trained once and reused
-sft = copy.deepcopy(base)
-if os.path.exists(SFT):
-    sft.load_state_dict(torch.load(SFT))
-else:
-    ex, _ = tokenize_examples(tok, training_rows("sentence"), max_length=128)
-    train(sft, ex, tok.pad_token_id, TrainConfig(lr=6e-4, epochs=2.0, seed=0, eval_every=0), progress=False)
-    torch.save(sft.state_dict(), SFT)
-sft.eval()
+base, tok, sft = base_and_sft_model()  # drafts/_sft_model.py: trained once, cached
 world = make_world()
 values = training_values(world)
 names = unknown_names(world, 1000, seed=0)
