@@ -1,4 +1,4 @@
-"""Turning tokenized examples into batches: dynamic padding, length-grouped batches, and packing.
+"""Turning tokenized examples into batches: dynamic padding, length-grouped batches and micro-batches, and packing.
 
 Padding wastes compute on pad slots; grouping similar lengths wastes fewer; packing puts several examples in
 one row and wastes almost none. Packed rows carry `position_ids` that restart at 0 for each example and no
@@ -70,6 +70,26 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int = 
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def token_budget_micro_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """One optimizer step's rows (their `lengths`) split into micro-batches of similar lengths, each at most
+    `max_tokens` padded slots (rows x its longest row); a row longer than that goes alone.
+
+    The step's gradient does not change: the loss is normalised by the whole step's target tokens
+    (`loss.accumulate_step`), so only the padding does. A step that mixes short QA rows with long JSON rows pads
+    every row to the longest when it is one batch; split this way, the short rows pad among themselves.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        # sorted by length, the row joining a group is its longest: the padded size is (rows + 1) x its length
+        if groups and (len(groups[-1]) + 1) * lengths[i] <= max_tokens:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def first_fit(lengths: Sequence[int], max_length: int) -> list[list[int]]:

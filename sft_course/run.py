@@ -21,6 +21,9 @@ class TrainConfig:
     total_steps: int | None = None  # optimizer steps of the run; overrides `epochs`
     batch_size: int = BATCH_SIZE
     grad_accum_steps: int = 1  # micro-batches per optimizer step; batch_size must divide by it
+    # or: split each step into micro-batches of similar lengths, at most this many padded token slots each
+    # (`collate.token_budget_micro_batches`): the same gradient, less padding when short and long rows mix
+    micro_batch_tokens: int | None = None
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0

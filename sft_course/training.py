@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sft_course.checkpoint import load_checkpoint, save_checkpoint
-from sft_course.collate import pad_batch
+from sft_course.collate import pad_batch, token_budget_micro_batches
 from sft_course.loss import accumulate_step, count_target_tokens, evaluate_loss, loss_function, uses_logits_on_targets
 from sft_course.run import TrainConfig, TrainResult
 
@@ -167,6 +167,11 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(
             f"batch_size {config.batch_size} must be divisible by grad_accum_steps {config.grad_accum_steps}"
         )
+    if config.micro_batch_tokens is not None and (config.micro_batch_tokens < 1 or config.grad_accum_steps != 1):
+        raise ValueError(
+            f"micro_batch_tokens must be at least 1 and leaves grad_accum_steps at 1 (it chooses the micro-batches), "
+            f"got micro_batch_tokens={config.micro_batch_tokens}, grad_accum_steps={config.grad_accum_steps}"
+        )
 
 
 def train(
@@ -215,10 +220,12 @@ def train(
     )
     for step, indices in bar:
         indices = indices[rank::n_processes]
-        micro_batches = [
-            pad_batch([train_examples[i] for i in indices[j : j + micro_size]], pad_token_id)
-            for j in range(0, len(indices), micro_size)
-        ]
+        if config.micro_batch_tokens:
+            lengths = [len(train_examples[i]["input_ids"]) for i in indices]
+            groups = [[indices[k] for k in g] for g in token_budget_micro_batches(lengths, config.micro_batch_tokens)]
+        else:
+            groups = [indices[j : j + micro_size] for j in range(0, len(indices), micro_size)]
+        micro_batches = [pad_batch([train_examples[i] for i in g], pad_token_id) for g in groups]
         lr = cosine_lr(step, plan.total_steps, config.lr, plan.warmup_steps, config.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_multiplier", 1.0)

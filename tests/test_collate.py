@@ -16,6 +16,7 @@ from sft_course.collate import (
     packing_fraction,
     pad_batch,
     padding_fraction,
+    token_budget_micro_batches,
 )
 from sft_course.masking import IGNORE_INDEX, tokenize_example
 from sft_course.modeling import base_model_config
@@ -281,3 +282,21 @@ def test_masks_match_trl_sft_trainer(tokenizer, tmp_path):
         )
         for key in ("input_ids", "labels", "attention_mask"):
             assert torch.equal(trl_batch[key], our_batch[key]), key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=64), st.integers(1, 4000))
+def test_token_budget_micro_batches_cover_each_row_once_within_the_budget(lengths, max_tokens):
+    groups = token_budget_micro_batches(lengths, max_tokens)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # nothing lost, nothing twice
+    for g in groups:
+        padded = len(g) * max(lengths[i] for i in g)
+        assert padded <= max_tokens or len(g) == 1  # a row longer than the budget goes alone
+
+
+def test_token_budget_micro_batches_keep_short_rows_away_from_long_ones():
+    lengths = [30, 120, 30, 30, 120, 30]  # QA rows and JSON rows of one step, mixed
+    groups = token_budget_micro_batches(lengths, 240)
+    assert groups == [[0, 2, 3, 5], [1, 4]]  # padded slots 4 x 30 + 2 x 120 = 360 instead of 6 x 120 = 720
+    with pytest.raises(ValueError, match="max_tokens"):
+        token_budget_micro_batches(lengths, 0)

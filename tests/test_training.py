@@ -503,3 +503,17 @@ def test_evaluation_during_training_follows_the_micro_batches(monkeypatch):
             progress=False,
         )
     assert sizes == [64, 2]
+
+
+def test_micro_batch_tokens_splits_steps_by_length_and_gives_the_same_run():
+    examples = random_examples(32, seed=4)
+    base = TrainConfig(lr=1e-2, epochs=1, batch_size=8, eval_every=0)
+    one = train(tiny_model(), examples, PAD, base, progress=False)
+    split = train(
+        tiny_model(), examples, PAD, TrainConfig(**{**base.__dict__, "micro_batch_tokens": 40}), progress=False
+    )
+    assert [h["loss"] for h in one.history] == pytest.approx([h["loss"] for h in split.history], abs=1e-5)
+    assert split.computed_tokens < one.computed_tokens  # fewer padded slots for the same gradient
+    assert split.target_tokens == one.target_tokens
+    with pytest.raises(ValueError, match="micro_batch_tokens"):
+        train(tiny_model(), examples, PAD, TrainConfig(micro_batch_tokens=40, grad_accum_steps=2), progress=False)
