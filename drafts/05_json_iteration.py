@@ -108,6 +108,21 @@ for item in sys.argv[1:]:
         clean[seed] = model
     elif kind == "first":
         model, _ = finetune(base, tok, clean_examples + int(rest[0]) * json_examples, STEPS, LR, BATCH_SIZE, seed)
+    elif kind in ("mixed", "meanmix"):
+        # `mixed:SEED:R[:MB]`: the first try's mix (QA rows + JSON rows R times) from the base model, with each
+        # step split into micro-batches of similar lengths (`TrainConfig.micro_batch_tokens` MB, default 1200: the
+        # same gradient as one batch, less padding); `meanmix` sets the untrained rows to the mean first
+        start_model = copy.deepcopy(base)
+        if kind == "meanmix":
+            mean_init_untrained_rows(start_model)
+        mb = int(rest[1]) if len(rest) > 1 else 1200
+        config = training.TrainConfig(lr=LR, total_steps=STEPS, batch_size=BATCH_SIZE, seed=seed, eval_every=0,
+                                      micro_batch_tokens=mb)
+        reps = float(rest[0])
+        data = clean_examples + json_examples * int(reps) + json_examples[: round((reps % 1) * len(json_examples))]
+        torch.manual_seed(seed)
+        training.train(start_model, data, tok.pad_token_id, config, progress=False)
+        model = start_model.eval()
     elif kind == "grouped":
         plain = training.step_batches
         training.step_batches = grouped_step_batches(len(clean_examples))
