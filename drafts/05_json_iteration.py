@@ -16,6 +16,9 @@ Usage: `flock /tmp/heavy.lock .venv/bin/python drafts/05_json_iteration.py ITEM 
   rows only, and the batches are shuffled. Every example once per epoch; a JSON batch pads to ~120 tokens, a QA
   batch to ~35, and each step's loss is the mean over its own target tokens, so the JSON rows get a share of the
   steps equal to their share of the rows (not of the target tokens, as in a mixed batch).
+- `mixed:SEED:R[:MB]`: the first try's data and order, each step split into micro-batches of similar lengths
+  (`TrainConfig.micro_batch_tokens`, MB slots each, default 1200): the same gradient, less padding;
+- `meanmix:SEED:R[:MB]`: the same, with the untrained rows set to the mean first (R may be fractional).
 Every first/grouped run also prints three QA answers (the diagnosis: JSON format bleeding into QA, or no stop).
 """
 

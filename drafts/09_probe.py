@@ -1,0 +1,60 @@
+# Notebook 09 follow-up (issue 23): is "known or unknown" linearly readable from the SFT model's hidden states at the
+# city position ("NAME was born in" -> ?)? A logistic-regression probe per layer, fit on the pair people (900 known +
+# 900 unknown names), scored on 09's eval people (100 + 100) by balanced accuracy.
+import torch
+from _sft_model import base_and_sft_model
+from sft_course.dpo import ask, training_values, unknown_names
+from sft_course.generation import chat_prompt
+from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
+
+base, tok, sft = base_and_sft_model()
+world = make_world()
+names = unknown_names(world, 1000, seed=0)
+eval_unknown, pair_unknown = names[:100], names[100:]
+held = world.split(HELD_OUT_SPLIT)
+eval_known = [p.name for p in held[:100]]
+pair_known = [p.name for p in (held[100:] + world.split(TRAIN_SPLIT))[:900]]
+
+
+@torch.no_grad()
+def states(ns):
+    texts = [chat_prompt(tok, ask(n)) + f"{n} was born in" for n in ns]
+    tok.padding_side = "left"
+    b = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tok.padding_side = "right"
+    pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    out = sft(**b, position_ids=pos, output_hidden_states=True)
+    return [h[:, -1] for h in out.hidden_states], out.logits[:, -1]
+
+
+def probe(xtr, ytr, xte, yte, steps=500, wd=1e-3):
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    w = torch.zeros(xtr.shape[1], requires_grad=True); b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xtr @ w + b, ytr) + wd * w.pow(2).sum()
+        opt.zero_grad(); loss.backward(); opt.step()
+    with torch.no_grad():
+        p = (xte @ w + b) > 0
+        return ((p[yte == 1].float().mean() + (~p[yte == 0]).float().mean()) / 2).item()
+
+
+htr_k, ltr_k = states(pair_known); htr_u, ltr_u = states(pair_unknown)
+hte_k, lte_k = states(eval_known); hte_u, lte_u = states(eval_unknown)
+ytr = torch.cat([torch.zeros(900), torch.ones(900)]); yte = torch.cat([torch.zeros(100), torch.ones(100)])
+for layer in range(len(htr_k)):
+    acc = probe(torch.cat([htr_k[layer], htr_u[layer]]), ytr, torch.cat([hte_k[layer], hte_u[layer]]), yte)
+    print(f"hidden state {layer}: probe balanced accuracy {acc:.3f}", flush=True)
+# features of the output distribution: top prob, entropy
+for name, f in (("top prob", lambda l: l.softmax(-1).max(-1).values[:, None]),
+                ("entropy", lambda l: -(l.softmax(-1) * l.log_softmax(-1)).sum(-1, keepdim=True)),
+                ("sorted top-5 logits", lambda l: l.topk(5).values)):
+    acc = probe(torch.cat([f(ltr_k), f(ltr_u)]), ytr, torch.cat([f(lte_k), f(lte_u)]), yte)
+    print(f"{name}: probe balanced accuracy {acc:.3f}", flush=True)
+# check: accuracy on the probe's own training people, and weight decay
+for layer in (2, 4):
+    x = torch.cat([htr_k[layer], htr_u[layer]])
+    for wd in (0.0, 1e-2, 1e-1):
+        print(f"layer {layer}, wd {wd}: train {probe(x, ytr, x, ytr, wd=wd):.3f}, eval "
+              f"{probe(x, ytr, torch.cat([hte_k[layer], hte_u[layer]]), yte, wd=wd):.3f}", flush=True)
