@@ -2,18 +2,15 @@
 # city position ("NAME was born in" -> ?)? A logistic-regression probe per layer, fit on the pair people (900 known +
 # 900 unknown names), scored on 09's eval people (100 + 100) by balanced accuracy.
 import torch
-from _sft_model import base_and_sft_model
-from sft_course.dpo import ask, training_values, unknown_names
+from _sft_model import base_and_sft_model, nine_split
+from sft_course.dpo import ask
 from sft_course.generation import chat_prompt
-from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
+from sft_course.world import make_world
 
 base, tok, sft = base_and_sft_model()
 world = make_world()
-names = unknown_names(world, 1000, seed=0)
-eval_unknown, pair_unknown = names[:100], names[100:]
-held = world.split(HELD_OUT_SPLIT)
-eval_known = [p.name for p in held[:100]]
-pair_known = [p.name for p in (held[100:] + world.split(TRAIN_SPLIT))[:900]]
+eval_known, eval_unknown, pair_known, pair_unknown = nine_split(world)
+eval_known, pair_known = [p.name for p in eval_known], [p.name for p in pair_known]
 
 
 @torch.no_grad()

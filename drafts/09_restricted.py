@@ -4,24 +4,19 @@
 # Usage: flock /tmp/heavy.lock .venv/bin/python drafts/09_restricted.py SPEC ...
 # SPEC keys: m=chosen|staged, train=all|lora|last|head, rank=8, steps=80, sft_steps=40, lr=3e-5 (DPO), sft_lr=3e-4,
 #   beta=0.1, seed=0
-import copy, json, random, sys, time
+import copy, json, sys, time
 import torch
-from _sft_model import base_and_sft_model
-from sft_course.dpo import (abstention_report, ask, collate_pairs, dpo_loss, preference_pairs, response_logps,
-                            tokenize_pairs, training_values, unknown_names)
+from _sft_model import base_and_sft_model, dpo_steps, nine_split
+from sft_course.dpo import (abstention_report, ask, preference_pairs, tokenize_pairs, training_values)
 from sft_course.generation import chat_prompt
 from sft_course.lora import add_lora
 from sft_course.training import TrainConfig, train
-from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
+from sft_course.world import make_world
 
 base, tok, sft = base_and_sft_model()
 world = make_world()
 values = training_values(world)
-names = unknown_names(world, 1000, seed=0)
-eval_unknown, pair_unknown = names[:100], names[100:]
-held = world.split(HELD_OUT_SPLIT)
-eval_known = held[:100]
-pair_known = (held[100:] + world.split(TRAIN_SPLIT))[:900]
+eval_known, eval_unknown, pair_known, pair_unknown = nine_split(world)
 pairs = preference_pairs(pair_known, pair_unknown, values, seed=0, known_rejected="abstention")
 tokd = tokenize_pairs(tok, pairs)
 THE = tok(" the", add_special_tokens=False)["input_ids"]
@@ -80,21 +75,8 @@ def chosen_sft(m, steps, lr, seed):
 
 
 def dpo(pol, steps, lr, beta, seed):
-    with torch.no_grad():
-        pol.eval()
-        parts = [response_logps(pol, collate_pairs(tokd[i:i + 64], tok.pad_token_id)).chunk(2) for i in range(0, len(tokd), 64)]
-    rc_all, rr_all = torch.cat([c for c, _ in parts]), torch.cat([r for _, r in parts])
-    opt = torch.optim.AdamW([p for p in pol.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    rng = random.Random(seed); q = []; hist = []
-    pol.train()
-    for _ in range(steps):
-        if not q: q = rng.sample(range(len(tokd)), len(tokd))
-        pk, q = q[:32], q[32:]
-        pc, pr = response_logps(pol, collate_pairs([tokd[i] for i in pk], tok.pad_token_id)).chunk(2)
-        loss, _, _ = dpo_loss(pc, pr, rc_all[pk], rr_all[pk], beta)
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_([p for p in pol.parameters() if p.requires_grad], 1.0); opt.step()
-        hist.append(round(loss.item(), 3))
-    return pol.eval(), hist
+    history = dpo_steps(pol, tokd, tok.pad_token_id, steps, lr, beta, seed)[1]
+    return pol, [h[0] for h in history]
 
 
 for spec in [s for s in sys.argv[1:] if s not in ("bound", "frontier")]:

@@ -6,23 +6,18 @@
 #   beta=0.1, seed=0, labels=truth|conf (conf: the SFT model's top city probability labels the pairs, R-Tuning style:
 #   a known person it is unsure about gets the abstention as chosen; an unknown name it is sure about is dropped),
 #   thr=0.9 (the confidence threshold).
-import copy, json, random, sys, time
+import copy, json, sys, time
 import torch
-from _sft_model import base_and_sft_model
-from sft_course.dpo import (abstention_report, ask, collate_pairs, dpo_loss,
-                            preference_pairs, response_logps, tokenize_pairs, training_values, unknown_names)
+from _sft_model import base_and_sft_model, dpo_steps, nine_split
+from sft_course.dpo import (abstention_report, ask, preference_pairs, tokenize_pairs, training_values)
 from sft_course.generation import chat_prompt
 from sft_course.training import TrainConfig, train
-from sft_course.world import HELD_OUT_SPLIT, TRAIN_SPLIT, make_world
+from sft_course.world import make_world
 
 base, tok, sft = base_and_sft_model()  # drafts/_sft_model.py: trained once, cached
 world = make_world()
 values = training_values(world)
-names = unknown_names(world, 1000, seed=0)
-eval_unknown, pair_unknown = names[:100], names[100:]
-held = world.split(HELD_OUT_SPLIT)
-eval_known = held[:100]
-pair_known = (held[100:] + world.split(TRAIN_SPLIT))[:900]
+eval_known, eval_unknown, pair_known, pair_unknown = nine_split(world)
 
 
 @torch.no_grad()
@@ -52,22 +47,8 @@ def chosen_sft(start, tokd, steps, lr, seed):
 
 
 def dpo(start, tokd, steps, lr, beta, seed):
-    # as 09's dpo_train: reference log-probabilities computed once, policy in train mode, AdamW, clip 1
-    pol, ref = copy.deepcopy(start), copy.deepcopy(start).eval().requires_grad_(False)
-    with torch.no_grad():
-        parts = [response_logps(ref, collate_pairs(tokd[i:i + 64], tok.pad_token_id)).chunk(2) for i in range(0, len(tokd), 64)]
-    rc_all, rr_all = torch.cat([c for c, _ in parts]), torch.cat([r for _, r in parts])
-    opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=0.0)
-    rng = random.Random(seed); q = []; hist = []
-    pol.train()
-    for _ in range(steps):
-        if not q: q = rng.sample(range(len(tokd)), len(tokd))
-        pk, q = q[:32], q[32:]
-        pc, pr = response_logps(pol, collate_pairs([tokd[i] for i in pk], tok.pad_token_id)).chunk(2)
-        loss, _, _ = dpo_loss(pc, pr, rc_all[pk], rr_all[pk], beta)
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(pol.parameters(), 1.0); opt.step()
-        hist.append((round(loss.item(), 3), round(pc.mean().item(), 1), round(pr.mean().item(), 1)))
-    return pol.eval(), hist
+    # as 09's dpo_train (drafts/_sft_model.dpo_steps), on a copy of `start`
+    return dpo_steps(copy.deepcopy(start), tokd, tok.pad_token_id, steps, lr, beta, seed)
 
 
 PAIRS = {}
