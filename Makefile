@@ -103,7 +103,7 @@ test: test-unit test-slow test-notebooks
 
 # Re-execute the notebooks in place and save their outputs: the command used to commit them. The inline
 # backend saves every figure in the file (each notebook also asks for it with `%matplotlib inline`).
-# One notebook: `make notebooks NOTEBOOKS=notebooks/03_sft_loop.ipynb`. Each prints its wall time (budget: 3 min).
+# One notebook: `make notebooks NOTEBOOKS=notebooks/03_sft_loop.ipynb`. Each prints its wall time (budget: 4 min).
 NOTEBOOKS ?= $(sort $(wildcard notebooks/*.ipynb))
 notebooks: install
 	@for nb in $(NOTEBOOKS); do \
