@@ -2,9 +2,7 @@
 # city position ("NAME was born in" -> ?)? A logistic-regression probe per layer, fit on the pair people (900 known +
 # 900 unknown names), scored on 09's eval people (100 + 100) by balanced accuracy.
 import torch
-from _sft_model import base_and_sft_model, nine_split
-from sft_course.dpo import ask
-from sft_course.generation import chat_prompt
+from _sft_model import balanced_accuracy, base_and_sft_model, city_position, fit_probe, nine_split
 from sft_course.world import make_world
 
 base, tok, sft = base_and_sft_model()
@@ -13,32 +11,12 @@ eval_known, eval_unknown, pair_known, pair_unknown = nine_split(world)
 eval_known, pair_known = [p.name for p in eval_known], [p.name for p in pair_known]
 
 
-@torch.no_grad()
-def states(ns):
-    texts = [chat_prompt(tok, ask(n)) + f"{n} was born in" for n in ns]
-    tok.padding_side = "left"
-    b = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    tok.padding_side = "right"
-    pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    out = sft(**b, position_ids=pos, output_hidden_states=True)
-    return [h[:, -1] for h in out.hidden_states], out.logits[:, -1]
-
-
 def probe(xtr, ytr, xte, yte, steps=500, wd=1e-3):
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    w = torch.zeros(xtr.shape[1], requires_grad=True); b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.Adam([w, b], lr=0.05)
-    for _ in range(steps):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xtr @ w + b, ytr) + wd * w.pow(2).sum()
-        opt.zero_grad(); loss.backward(); opt.step()
-    with torch.no_grad():
-        p = (xte @ w + b) > 0
-        return ((p[yte == 1].float().mean() + (~p[yte == 0]).float().mean()) / 2).item()
+    return balanced_accuracy(fit_probe(xtr, ytr, steps, wd)(xte), yte)
 
 
-htr_k, ltr_k = states(pair_known); htr_u, ltr_u = states(pair_unknown)
-hte_k, lte_k = states(eval_known); hte_u, lte_u = states(eval_unknown)
+htr_k, ltr_k = city_position(sft, tok, pair_known); htr_u, ltr_u = city_position(sft, tok, pair_unknown)
+hte_k, lte_k = city_position(sft, tok, eval_known); hte_u, lte_u = city_position(sft, tok, eval_unknown)
 ytr = torch.cat([torch.zeros(900), torch.ones(900)]); yte = torch.cat([torch.zeros(100), torch.ones(100)])
 for layer in range(len(htr_k)):
     acc = probe(torch.cat([htr_k[layer], htr_u[layer]]), ytr, torch.cat([hte_k[layer], hte_u[layer]]), yte)

@@ -13,6 +13,7 @@ import time
 
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 import torch  # noqa: E402
+from _sft_model import balanced_accuracy, city_position, fit_probe  # noqa: E402
 
 from sft_course import load_model  # noqa: E402
 from sft_course.dpo import ask  # noqa: E402
@@ -53,14 +54,14 @@ def prompts(names):
 
 @torch.no_grad()
 def run(names, new_tokens=12):
+    # the hidden states and top next-token probability at the city position (as in 09), and the greedy answer
+    hidden, logits = city_position(model, tok, names)
     tok.padding_side = "left"
     b = tok(prompts(names), return_tensors="pt", padding=True, add_special_tokens=False)
-    out = model(**b, output_hidden_states=True)
     gen = model.generate(**b, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
     tok.padding_side = "right"
     texts = tok.batch_decode(gen[:, b["input_ids"].shape[1] :], skip_special_tokens=True)
-    top = out.logits[:, -1].float().softmax(-1).max(-1).values
-    return torch.stack([h[:, -1] for h in out.hidden_states]), top, texts
+    return torch.stack(hidden), logits.float().softmax(-1).max(-1).values, texts
 
 
 def batched(names, size=16):
@@ -95,27 +96,6 @@ y = torch.cat([torch.ones(len(known)), torch.zeros(len(recombined))])
 top = torch.cat([top_famous[known], top_unknown])
 
 
-def balanced(pred, yy):
-    return ((pred[yy == 1].float().mean() + (~pred[yy == 0]).float().mean()) / 2).item()
-
-
-def fit_probe(xtr, ytr, wd):
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    xtr = (xtr - mu) / sd
-    w = torch.zeros(xtr.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    weight = torch.where(ytr == 1, 0.5 / ytr.mean(), 0.5 / (1 - ytr.mean()))  # balanced classes
-    opt = torch.optim.Adam([w, b], lr=0.05)
-    for _ in range(300):
-        per_person = torch.nn.functional.binary_cross_entropy_with_logits(xtr @ w + b, ytr, reduction="none")
-        loss = (per_person * weight).mean()
-        loss = loss + wd * w.pow(2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return lambda xx: (((xx - mu) / sd) @ w + b).detach() > 0
-
-
 def stratified_folds(folds):
     # every fold holds its share of each class (a plain split can leave a fold with no known person)
     g = torch.Generator().manual_seed(0)
@@ -130,16 +110,16 @@ def stratified_folds(folds):
 def cross_validated(features, folds=5, wd=1e-2):
     scores = []
     for train, test in stratified_folds(folds):
-        predict = fit_probe(features[train], y[train], wd)
-        scores.append(balanced(predict(features[test]), y[test]))
+        predict = fit_probe(features[train], y[train], steps=300, wd=wd, balanced_classes=True)
+        scores.append(balanced_accuracy(predict(features[test]), y[test]))
     return sum(scores) / folds
 
 
 def threshold_cv(values, folds=5):
     scores = []
     for train, test in stratified_folds(folds):
-        best = max(values[train].tolist(), key=lambda t: balanced(values[train] >= t, y[train]))
-        scores.append(balanced(values[test] >= best, y[test]))
+        best = max(values[train].tolist(), key=lambda t: balanced_accuracy(values[train] >= t, y[train]))
+        scores.append(balanced_accuracy(values[test] >= best, y[test]))
     return sum(scores) / folds
 
 

@@ -6,9 +6,8 @@
 #   beta=0.1, seed=0
 import copy, json, sys, time
 import torch
-from _sft_model import base_and_sft_model, dpo_steps, nine_split
-from sft_course.dpo import (abstention_report, ask, preference_pairs, tokenize_pairs, training_values)
-from sft_course.generation import chat_prompt
+from _sft_model import base_and_sft_model, city_position, dpo_steps, nine_split
+from sft_course.dpo import (abstention_report, preference_pairs, tokenize_pairs, training_values)
 from sft_course.lora import add_lora
 from sft_course.training import TrainConfig, train
 from sft_course.world import make_world
@@ -24,15 +23,9 @@ assert len(THE) == 1, THE
 THE = THE[0]
 
 
-@torch.no_grad()
 def gap_the(model, ns):
     # logit of " the" minus the top logit at the city position
-    texts = [chat_prompt(tok, ask(n)) + f"{n} was born in" for n in ns]
-    tok.padding_side = "left"
-    b = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    tok.padding_side = "right"
-    pos = (b["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-    lg = model(**b, position_ids=pos).logits[:, -1]
+    lg = city_position(model, tok, ns)[1]
     return (lg[:, THE] - lg.max(-1).values).tolist()
 
 

@@ -68,3 +68,44 @@ def dpo_steps(policy, tokd, pad_token_id, steps, lr, beta, seed):
         optimizer.step()
         history.append((round(loss.item(), 3), round(chosen.mean().item(), 1), round(rejected.mean().item(), 1)))
     return policy.eval(), history
+
+
+@torch.no_grad()
+def city_position(model, tok, names):
+    """Every hidden state and the next-token logits at the city position of notebook 09's answer ("Where was NAME
+    born?" in chat format, the answer started as "NAME was born in"), as 09's `city_position`: a list with one
+    (names x hidden) tensor per layer, and (names x vocabulary) logits. Left-padded, with position ids that skip
+    the padding."""
+    from sft_course.dpo import ask
+    from sft_course.generation import chat_prompt
+
+    texts = [chat_prompt(tok, ask(n)) + f"{n} was born in" for n in names]
+    tok.padding_side = "left"
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tok.padding_side = "right"
+    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    out = model(**batch, position_ids=positions, output_hidden_states=True)
+    return [h[:, -1] for h in out.hidden_states], out.logits[:, -1]
+
+
+def fit_probe(x, y, steps=500, wd=1e-3, balanced_classes=False):
+    """A logistic regression on standardised features (Adam at 0.05, L2 penalty `wd`), as 09's probe; returns a
+    function that says, for new features, where it predicts y = 1. `balanced_classes` gives each class half the
+    loss whatever its count (for unequal classes)."""
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    x = (x - mean) / std
+    w, b = torch.zeros(x.shape[1], requires_grad=True), torch.zeros(1, requires_grad=True)
+    weight = torch.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean())) if balanced_classes else torch.ones_like(y)
+    optimizer = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(steps):
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="none")
+        loss = (per_row * weight).mean() + wd * w.pow(2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return lambda new: (((new - mean) / std) @ w + b).detach() > 0
+
+
+def balanced_accuracy(predicted, y):
+    """The mean of the accuracy on y = 1 and on y = 0: a coin scores 0.5 whatever the class sizes."""
+    return ((predicted[y == 1].float().mean() + (~predicted[y == 0]).float().mean()) / 2).item()
